@@ -1,0 +1,27 @@
+"""Meta-learning algorithms: one module each, looked up by name from ``params.algorithm``."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError, unknown_choice
+from .base import MetaAlgorithm
+
+# name → "module:Class"; modules are imported only when their algorithm is used.
+_REGISTRY: dict[str, str] = {
+    "reptile": "kshot.algorithms.reptile:Reptile",
+}
+
+
+def available() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_algorithm(name: str) -> type[MetaAlgorithm]:
+    if name not in _REGISTRY:
+        raise ConfigError(unknown_choice("algorithm", name, available()))
+    module, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+__all__ = ["MetaAlgorithm", "available", "get_algorithm"]

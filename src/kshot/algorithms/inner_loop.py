@@ -1,0 +1,49 @@
+"""The plain inner loop shared by the first-order methods: a few optimizer steps on the support set."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import TaskExamples
+from .base import autocast, support_batches, to_device
+
+
+def make_inner_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    # A fresh optimizer per task: its state (Adam moments) must not leak from one task to the next.
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr)
+
+
+def train_steps(
+    model,
+    support: TaskExamples,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str,
+    pad_token_id: int,
+    device,
+    generator: np.random.Generator,
+    max_grad_norm: float | None = None,
+    accelerator=None,
+    parameters=None,
+) -> float:
+    """Train ``model`` in place for ``steps`` steps on ``support``; returns the mean training loss."""
+    if steps == 0:
+        return float("nan")
+    params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
+    opt = make_inner_optimizer(optimizer, params, lr)
+    model.train()
+    losses = []
+    for batch in support_batches(support, steps, batch_size, pad_token_id, generator):
+        with autocast(accelerator):
+            loss = model(**to_device(batch, device)).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        opt.step()
+        losses.append(loss.detach())
+    return float(torch.stack(losses).mean())

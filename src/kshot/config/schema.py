@@ -1,0 +1,117 @@
+"""The two configuration files: ``config.yaml`` (where things are) and ``params.yaml`` (how to train)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError, unknown_choice
+from .base import ConfigSection, field
+
+DataFormat = Literal["arsc", "review_json", "hf"]
+Sampling = Literal["per_class", "total"]
+
+
+@dataclass
+class DataConfig(ConfigSection):
+    format: DataFormat = field(
+        "arsc",
+        help="'arsc' (folder of <domain>.<t2|t4|t5>.<train|dev|test> files), 'review_json' "
+        "({'data': [{text, label, domain}]}), or 'hf' (any `datasets` source: hub id or local "
+        "json/jsonl/csv/parquet file).",
+    )
+    path: str = field("../shared/data/arsc", help="Folder (arsc), file (review_json), or hub id / file (hf). Relative paths are relative to the working directory.")
+    text_column: str = field("text", help="Column holding the text (review_json, hf).")
+    label_column: str = field("label", help="Column holding the label (review_json, hf).")
+    domain_column: str = field("domain", help="Column naming the domain; one domain is one task (review_json, hf).")
+    hf_split: str = field("train", help="Split to read from a `datasets` source (hf).")
+    label_names: list[str] | None = field(None, help="Label names in id order; null = sorted distinct labels (ARSC: negative, positive).")
+    train_domains: list[str] | None = field(None, help="Meta-training domains; null = every domain not listed for validation or test.")
+    validation_domains: list[str] = field(default_factory=list, help="Domains held out for model selection. Empty: ARSC validates on the training tasks' dev files; other formats use no validation.")
+    test_domains: list[str] | None = field(None, help="Held-out test domains; null = the format's default (ARSC: workspace.target.list; review_json: automotive, computer_&_video_games, office_products).")
+    eval_episodes: int = field(1, help="Episodes per test domain for formats without a fixed support/query split.")
+    eval_query_size: int | None = field(None, help="Query examples per test episode (non-ARSC); null = every example not in the support set.")
+    cache_dir: str = field(".kshot_cache", help="Where tokenized datasets are cached, keyed by texts, tokenizer and max_length.")
+
+    def validate(self, prefix: str = "") -> None:
+        if self.eval_episodes < 1:
+            raise ConfigError(f"'{prefix}eval_episodes' must be at least 1, got {self.eval_episodes}.")
+        overlap = set(self.test_domains or []) & (set(self.train_domains or []) | set(self.validation_domains))
+        if overlap:
+            raise ConfigError(
+                f"Domain(s) {', '.join(sorted(overlap))} are listed both as test domains and for "
+                f"training/validation in '{prefix}test_domains'; test domains are never trained on."
+            )
+
+
+@dataclass
+class ModelConfig(ConfigSection):
+    name_or_path: str | None = field(None, help="Hub id or local folder of any AutoModelForSequenceClassification checkpoint; null = bundled all-MiniLM-L6-v2.")
+    revision: str | None = field(None, help="Hub revision (branch, tag or commit) when loading by hub id.")
+
+
+@dataclass
+class LoggingConfig(ConfigSection):
+    log_dir: str = field("logs", help="Folder of running_logs.log.")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO", help="Console and file log level.")
+    progress_bar: bool = field(True, help="Show a progress bar during meta-training.")
+
+
+@dataclass
+class KshotConfig(ConfigSection):
+    data: DataConfig = field(default_factory=DataConfig, help="Where the tasks come from.")
+    model: ModelConfig = field(default_factory=ModelConfig, help="The model to meta-train.")
+    output_dir: str = field("outputs/kshot", help="Where the best model and checkpoints go.")
+    logging: LoggingConfig = field(default_factory=LoggingConfig, help="Logging.")
+
+
+@dataclass
+class Params(ConfigSection):
+    algorithm: str = field("reptile", help="Meta-learning algorithm (see `kshot.algorithms.available()`).")
+    seed: int = field(42, help="Seed of every random generator: episodes, inner batches, initialisation.")
+    meta_steps: int = field(200, help="Outer (meta) steps.")
+    meta_batch_size: int = field(4, help="Tasks per outer step.")
+    n_way: int | None = field(None, help="Classes per episode; null = every label of the task.")
+    k_support: int = field(5, help="Support examples: per class (support_sampling=per_class) or in total.")
+    k_query: int = field(10, help="Query examples: per class (query_sampling=per_class) or in total.")
+    support_sampling: Sampling = field("per_class", help="'per_class' (N-way K-shot, balanced) or 'total' (K at random).")
+    query_sampling: Sampling = field("total", help="'per_class' (balanced) or 'total' (the task's own label distribution).")
+    inner_steps: int = field(5, help="Inner-loop steps on the support set during meta-training.")
+    inner_batch_size: int = field(10, help="Support examples per inner step.")
+    inner_lr: float = field(5e-5, help="Inner-loop learning rate.")
+    inner_optimizer: Literal["sgd", "adam"] = field("adam", help="Inner-loop optimizer; its state starts fresh for every task.")
+    outer_lr: float = field(1.0, help="Outer step size: interpolation factor (outer_optimizer=none) or the outer optimizer's learning rate.")
+    outer_optimizer: Literal["none", "sgd", "adam"] = field("none", help="'none': θ ← θ + outer_lr·mean(θ′−θ); 'sgd'/'adam': the pseudo-gradient θ−θ′ goes to that optimizer.")
+    outer_lr_schedule: Literal["constant", "linear"] = field("linear", help="Outer learning rate over meta_steps: constant, or linear decay to zero.")
+    max_grad_norm: float | None = field(1.0, help="Clip each inner step's gradient norm; null = no clipping.")
+    eval_every: int = field(50, help="Evaluate on validation tasks every this many outer steps (0 = never).")
+    eval_tasks: int = field(8, help="Validation episodes per evaluation (sampled once, the same every time).")
+    eval_inner_steps: int = field(10, help="Adaptation steps on the support set at evaluation and in `kshot adapt`.")
+    select_metric: Literal["accuracy", "macro_f1"] = field("macro_f1", help="Validation metric that picks the best model (mean over validation tasks).")
+    eval_batch_size: int = field(64, help="Query examples scored per forward pass.")
+    checkpoint_every: int = field(25, help="Write a resumable checkpoint every this many outer steps (0 = only at evaluations and the end).")
+    max_length: int = field(256, help="Truncate texts to this many tokens.")
+    test_after_train: bool = field(True, help="Evaluate the best model on the test tasks when training ends.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = field("no", help="Passed to accelerate.")
+    gradient_checkpointing: bool = field(False, help="Recompute backbone activations in the backward pass to save memory.")
+
+    def validate(self, prefix: str = "") -> None:
+        from ..algorithms import available
+
+        if self.algorithm not in available():
+            raise ConfigError(f"{prefix}algorithm: " + unknown_choice("algorithm", self.algorithm, available()))
+        positive = ["meta_steps", "meta_batch_size", "k_support", "inner_batch_size", "eval_tasks", "eval_batch_size", "max_length"]
+        non_negative = ["k_query", "inner_steps", "eval_every", "eval_inner_steps", "checkpoint_every"]
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"'{prefix}{key}' must be at least 1, got {getattr(self, key)}.")
+        for key in non_negative:
+            if getattr(self, key) < 0:
+                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
+        if self.n_way is not None and self.n_way < 2:
+            raise ConfigError(f"'{prefix}n_way' must be at least 2 or null, got {self.n_way}.")
+        for key in ("inner_lr", "outer_lr"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
+        if self.max_length > 512:
+            raise ConfigError(f"'{prefix}max_length' is {self.max_length}; models of this family take at most 512 tokens.")

@@ -1,0 +1,195 @@
+"""Readers for the three data formats. Each returns a :class:`TaskCollection` with domain lists resolved
+and checked; nothing here knows about models or episodes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import DataError, did_you_mean
+from .tasks import FixedTask, TaskCollection, TaskExamples
+
+logger = logging.getLogger(__name__)
+
+ARSC_THRESHOLDS = ("t2", "t4", "t5")
+ARSC_LABELS = {"-1": 0, "1": 1}
+ARSC_LABEL_NAMES = ["negative", "positive"]
+REVIEW_JSON_TEST_DOMAINS = ["automotive", "computer_&_video_games", "office_products"]
+
+
+def load_tasks(config: DataConfig) -> TaskCollection:
+    """Read the configured source into train/validation/test tasks."""
+    if config.format == "arsc":
+        return load_arsc(config)
+    return load_table(config)
+
+
+def _check_domains(kind: str, names: Sequence[str], known: Sequence[str], where: str) -> None:
+    for name in names:
+        if name not in known:
+            raise DataError(
+                f"Unknown domain '{name}' in data.{kind} ({where}).{did_you_mean(name, known)} "
+                f"Known domains: {', '.join(sorted(known))}."
+            )
+
+
+def _split_domains(config: DataConfig, known: list[str], default_test: list[str], where: str):
+    test = list(config.test_domains) if config.test_domains is not None else [d for d in default_test if d in known]
+    validation = list(config.validation_domains)
+    _check_domains("test_domains", test, known, where)
+    _check_domains("validation_domains", validation, known, where)
+    if config.train_domains is not None:
+        _check_domains("train_domains", config.train_domains, known, where)
+        train = list(config.train_domains)
+    else:
+        train = [d for d in known if d not in test and d not in validation]
+    leak = set(train) & set(test)
+    if leak:
+        raise DataError(f"Test domain(s) {', '.join(sorted(leak))} are also training domains ({where}); test domains are never trained on.")
+    if not train:
+        raise DataError(f"No training domains left in {where} after removing validation and test domains.")
+    return train, validation, test
+
+
+# ---------------------------------------------------------------------------------------------- ARSC
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as err:
+        raise DataError(f"Cannot read {path}: {err.strerror}. Is data.path an ARSC folder (see its README)?") from err
+
+
+def read_arsc_file(path: Path, name: str, domain: str) -> TaskExamples:
+    """One ``<domain>.<threshold>.<split>`` file: ``text<TAB>label`` per line, label 1 or -1."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise DataError(f"Cannot read {path}: {err.strerror}.") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}).") from err
+    texts, labels = [], []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        text, sep, label = line.rpartition("\t")
+        if not sep:
+            raise DataError(f"{path}, line {lineno}: expected 'text<TAB>label', found no tab.")
+        if label.strip() not in ARSC_LABELS:
+            raise DataError(f"{path}, line {lineno}: label {label.strip()!r} is not one of 1, -1.")
+        if not text.strip():
+            raise DataError(f"{path}, line {lineno}: the text is empty. Remove the line or fill in the text.")
+        texts.append(text.strip())
+        labels.append(ARSC_LABELS[label.strip()])
+    if not texts:
+        raise DataError(f"{path} holds no examples.")
+    return TaskExamples(name=name, domain=domain, texts=texts, labels=np.array(labels), source=str(path))
+
+
+def load_arsc(config: DataConfig) -> TaskCollection:
+    root = Path(config.path)
+    if not root.is_dir():
+        raise DataError(
+            f"ARSC folder {root} does not exist (data.path, relative to {Path.cwd()}). "
+            "Point data.path at the folder holding workspace.filtered.list."
+        )
+    known = _read_list(root / "workspace.filtered.list")
+    targets = _read_list(root / "workspace.target.list")
+    known_all = list(dict.fromkeys(known + targets))
+    train, validation, test = _split_domains(config, known_all, targets, str(root))
+
+    def tasks(domain: str, split: str) -> list[TaskExamples]:
+        return [
+            read_arsc_file(root / f"{domain}.{t}.{split}", f"{domain}.{t}", domain) for t in ARSC_THRESHOLDS
+        ]
+
+    collection = TaskCollection(label_names=list(ARSC_LABEL_NAMES), train=[t for d in train for t in tasks(d, "train")])
+    if validation:
+        collection.validation = [t for d in validation for t in tasks(d, "dev")]
+    else:
+        collection.validation = [t for d in train for t in tasks(d, "dev")]
+        collection.validation_is_default = True
+    # The official protocol: support = <task>.train (5 + 5), query = <task>.test.
+    for domain in test:
+        for support, query in zip(tasks(domain, "train"), tasks(domain, "test")):
+            collection.test.append(FixedTask(name=support.name, support=support, query=query))
+    return collection
+
+
+# ------------------------------------------------------------------------ review JSON and `datasets`
+
+
+def _load_dataset(config: DataConfig):
+    import datasets
+
+    path = config.path
+    local = Path(path)
+    try:
+        if config.format == "review_json":
+            if not local.is_file():
+                raise DataError(f"Review JSON file {local} does not exist (data.path, relative to {Path.cwd()}).")
+            return datasets.load_dataset("json", data_files=str(local), field="data", split="train")
+        suffix = local.suffix.lower()
+        if local.is_file():
+            builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}.get(suffix)
+            if builder is None:
+                raise DataError(f"{local}: unsupported file type '{suffix}'. Use .json, .jsonl, .csv or .parquet.")
+            return datasets.load_dataset(builder, data_files=str(local), split="train")
+        if local.is_dir():
+            return datasets.load_from_disk(str(local))[config.hf_split] if (local / "dataset_dict.json").exists() else datasets.load_from_disk(str(local))
+        # Anything else is a hub id: the normal path for users who can reach the hub.
+        return datasets.load_dataset(path, split=config.hf_split)
+    except DataError:
+        raise
+    except Exception as err:  # datasets raises many exception types for unreadable sources
+        raise DataError(f"Cannot load the dataset '{path}' ({config.format}): {type(err).__name__}: {err}") from err
+
+
+def load_table(config: DataConfig) -> TaskCollection:
+    ds = _load_dataset(config)
+    where = config.path
+    for kind, column in (("text_column", config.text_column), ("label_column", config.label_column), ("domain_column", config.domain_column)):
+        if column not in ds.column_names:
+            raise DataError(
+                f"{where}: no column '{column}' (data.{kind}).{did_you_mean(column, ds.column_names)} "
+                f"Columns: {', '.join(ds.column_names)}."
+            )
+    texts = ds[config.text_column]
+    raw_labels = [str(v) if v is not None else None for v in ds[config.label_column]]
+    domains = [str(v) if v is not None else None for v in ds[config.domain_column]]
+    for i, (text, label, domain) in enumerate(zip(texts, raw_labels, domains)):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}, row {i}: the text ('{config.text_column}') is empty. Remove the row or fill in the text.")
+        if label is None:
+            raise DataError(f"{where}, row {i}: the label ('{config.label_column}') is missing.")
+        if domain is None:
+            raise DataError(f"{where}, row {i}: the domain ('{config.domain_column}') is missing.")
+    label_names = list(config.label_names) if config.label_names else sorted(set(raw_labels))
+    label_ids = {name: i for i, name in enumerate(label_names)}
+    for i, label in enumerate(raw_labels):
+        if label not in label_ids:
+            raise DataError(
+                f"{where}, row {i}: label '{label}' is not in data.label_names ({', '.join(label_names)}). "
+                "Add it to data.label_names or fix the row."
+            )
+    labels = np.array([label_ids[lab] for lab in raw_labels], dtype=np.int64)
+    domain_arr = np.array(domains, dtype=object)
+    known = list(dict.fromkeys(domains))
+    default_test = REVIEW_JSON_TEST_DOMAINS if config.format == "review_json" else []
+    train, validation, test = _split_domains(config, known, default_test, where)
+
+    def task(domain: str) -> TaskExamples:
+        idx = np.flatnonzero(domain_arr == domain)
+        return TaskExamples(name=domain, domain=domain, texts=[texts[i].strip() for i in idx], labels=labels[idx], source=where)
+
+    return TaskCollection(
+        label_names=label_names,
+        train=[task(d) for d in train],
+        validation=[task(d) for d in validation],
+        test_pool=[task(d) for d in test],
+    )

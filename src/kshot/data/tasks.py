@@ -1,0 +1,70 @@
+"""Tasks: the examples of one domain (for ARSC, one domain × threshold), and the fixed support/query
+pairs that evaluation uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class TaskExamples:
+    """The examples of one task in one split. ``labels`` are ids into the collection's label names."""
+
+    name: str
+    domain: str
+    texts: list[str]
+    labels: np.ndarray
+    source: str = ""
+    input_ids: list[np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def by_label(self) -> dict[int, np.ndarray]:
+        """Label id → indices of this task's examples with that label (sorted, so sampling is stable)."""
+        return {int(lab): np.flatnonzero(self.labels == lab) for lab in np.unique(self.labels)}
+
+    def subset(self, indices: np.ndarray, name: str | None = None) -> TaskExamples:
+        indices = np.asarray(indices, dtype=np.int64)
+        return TaskExamples(
+            name=name or self.name,
+            domain=self.domain,
+            texts=[self.texts[i] for i in indices],
+            labels=self.labels[indices],
+            source=self.source,
+            input_ids=None if self.input_ids is None else [self.input_ids[i] for i in indices],
+        )
+
+
+@dataclass
+class FixedTask:
+    """An evaluation task: adapt on ``support``, score on ``query``."""
+
+    name: str
+    support: TaskExamples
+    query: TaskExamples
+
+
+@dataclass
+class TaskCollection:
+    """Everything a run needs: training tasks to sample episodes from, validation and test tasks."""
+
+    label_names: list[str]
+    train: list[TaskExamples]
+    validation: list[TaskExamples] = field(default_factory=list)
+    validation_fixed: list[FixedTask] = field(default_factory=list)
+    test: list[FixedTask] = field(default_factory=list)
+    test_pool: list[TaskExamples] = field(default_factory=list)
+    validation_is_default: bool = False  # validation tasks chosen by the format, not by the user
+
+    def all_examples(self) -> list[TaskExamples]:
+        """Every TaskExamples object once (for tokenizing everything in one pass)."""
+        out = list(self.train) + list(self.validation) + list(self.test_pool)
+        for task in list(self.validation_fixed) + list(self.test):
+            out += [task.support, task.query]
+        return out

@@ -1,0 +1,54 @@
+"""The few-shot protocol: per task, adapt from the meta-parameters on the support set, score the query set."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..algorithms import MetaAlgorithm
+from ..data import FixedTask
+from .metrics import accuracy, macro_f1, summarize
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_task(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_size: int, seed: int) -> dict[str, float]:
+    # Seeded by the task name: the same task adapts identically whichever process scores it.
+    algorithm.adapt(task.support, steps, seed=zlib.crc32(task.name.encode()) ^ seed)
+    logits = algorithm.predict(task.query, batch_size)
+    algorithm.reset()
+    classes = np.unique(np.concatenate([task.support.labels, task.query.labels]))
+    # N-way tasks: predict among the task's own classes only.
+    pred = classes[np.argmax(logits[:, classes], axis=1)]
+    return {
+        "accuracy": accuracy(task.query.labels, pred),
+        "macro_f1": macro_f1(task.query.labels, pred, classes.tolist()),
+        "n_query": int(len(task.query)),
+        "n_positive_pred": int(np.sum(pred == classes[-1])),
+    }
+
+
+def evaluate_tasks(algorithm: MetaAlgorithm, tasks: Sequence[FixedTask], steps: int, batch_size: int, seed: int, accelerator=None) -> dict:
+    """Per-task metrics and their unweighted means. Tasks are split across processes and gathered."""
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    local = {t.name: evaluate_task(algorithm, t, steps, batch_size, seed) for t in list(tasks)[rank::world]}
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        gathered = gather_object([local])
+        local = {k: v for part in gathered for k, v in part.items()}
+    ordered = {t.name: local[t.name] for t in tasks}
+    return {"tasks": ordered, "mean": summarize(ordered)}
+
+
+def format_table(results: dict, title: str = "") -> str:
+    rows = [f"{'task':<28} {'accuracy':>9} {'macro-F1':>9} {'n':>6}"]
+    for name, m in results["tasks"].items():
+        rows.append(f"{name:<28} {100 * m['accuracy']:>9.2f} {m['macro_f1']:>9.3f} {m.get('n_query', 0):>6}")
+    mean = results.get("mean", {})
+    if mean:
+        rows.append(f"{'mean':<28} {100 * mean['accuracy']:>9.2f} {mean['macro_f1']:>9.3f}")
+    return (title + "\n" if title else "") + "\n".join(rows)

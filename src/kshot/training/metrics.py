@@ -1,0 +1,31 @@
+"""Accuracy and macro-F1 (F1 averaged over the task's classes, so always answering the majority class
+scores low even on imbalanced query sets)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred))) if len(y_true) else float("nan")
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> float:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    scores = []
+    for lab in labels:
+        tp = np.sum((y_pred == lab) & (y_true == lab))
+        fp = np.sum((y_pred == lab) & (y_true != lab))
+        fn = np.sum((y_pred != lab) & (y_true == lab))
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def summarize(tasks: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Unweighted mean over tasks (the ARSC convention)."""
+    if not tasks:
+        return {}
+    return {k: float(np.mean([t[k] for t in tasks.values()])) for k in ("accuracy", "macro_f1")}

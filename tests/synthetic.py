@@ -73,11 +73,12 @@ def build_tiny_model(out_dir: Path, n_domains: int = 12, seed: int = 0, labels=(
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_file = out_dir / "vocab.txt"
-    vocab_file.write_text("\n".join(vocabulary(n_domains)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    words = vocabulary(n_domains)
+    # transformers 5's BertTokenizerFast takes the vocabulary itself (a vocab_file argument is ignored).
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+    assert len(tokenizer) == len(words)
     config = BertConfig(
-        vocab_size=len(vocabulary(n_domains)), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=64, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
     )
@@ -86,3 +87,32 @@ def build_tiny_model(out_dir: Path, n_domains: int = 12, seed: int = 0, labels=(
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def make_rows(n_domains: int = 4, n_per_domain: int = 30, seed: int = 0, domain_names: list[str] | None = None) -> list[dict]:
+    """Rows of several domains; ``domain_names`` renames domain0, domain1, ... in order."""
+    rows = [r for d in range(n_domains) for r in make_examples(d, n_per_domain, seed)]
+    if domain_names is not None:
+        rename = {f"domain{i}": name for i, name in enumerate(domain_names)}
+        rows = [{**r, "domain": rename[r["domain"]]} for r in rows]
+    return rows
+
+
+def write_table(path: Path, rows: list[dict], columns: dict[str, str] | None = None) -> Path:
+    """Write ``rows`` as .csv, .jsonl or .parquet (by suffix), renaming keys with ``columns``
+    (e.g. ``{"text": "review"}``) to exercise configurable column names."""
+    import datasets
+
+    columns = columns or {}
+    renamed = [{columns.get(k, k): v for k, v in r.items()} for r in rows]
+    ds = datasets.Dataset.from_list(renamed)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        ds.to_csv(str(path), index=False)
+    elif suffix == ".jsonl":
+        ds.to_json(str(path), lines=True)
+    elif suffix == ".parquet":
+        ds.to_parquet(str(path))
+    else:
+        raise ValueError(f"unsupported suffix {suffix}")
+    return path

@@ -74,7 +74,7 @@ class EpisodeSampler:
 
     def _check(self, task: TaskExamples, by_label: dict[int, np.ndarray]) -> None:
         p = self.params
-        n_way = p.n_way or len(by_label)
+        n_way = p.n_way or max(len(by_label), 2)  # a one-class task still needs a 2-way episode
         need = self._need_per_class()
         rich = [lab for lab, idx in by_label.items() if len(idx) >= need]
         where = f"task '{task.name}'" + (f" ({task.source})" if task.source else "")

@@ -1,0 +1,37 @@
+"""Attempt tracking: every training and test run stored in a database (SQLite by default, PostgreSQL)."""
+
+from .callback import TrackingCallback
+from .database import database_url
+from .errors import AttemptError, AttemptExists, AttemptNotFound
+from .records import ATTEMPT_KINDS, ATTEMPT_STATUSES, AttemptRecord, EvaluationRecord, StepRecord
+from .runner import (
+    new_attempt_name,
+    run_test_attempt,
+    run_training_attempt,
+    test_attempt,
+    test_command,
+    train_attempt,
+    train_command,
+)
+from .store import AttemptStore
+
+__all__ = [
+    "ATTEMPT_KINDS",
+    "ATTEMPT_STATUSES",
+    "AttemptError",
+    "AttemptExists",
+    "AttemptNotFound",
+    "AttemptRecord",
+    "AttemptStore",
+    "EvaluationRecord",
+    "StepRecord",
+    "TrackingCallback",
+    "database_url",
+    "new_attempt_name",
+    "run_test_attempt",
+    "run_training_attempt",
+    "test_attempt",
+    "test_command",
+    "train_attempt",
+    "train_command",
+]

@@ -1,0 +1,363 @@
+"""AttemptStore: create, find, update and list attempts, and record their steps and evaluations.
+
+Every method opens its own short transaction, so one store may be shared between threads (the API
+server) and several processes may share one database (the API and its workers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import ConfigError
+from .database import database_url, make_engine, safe_url, upgrade
+from .errors import AttemptError, AttemptExists, AttemptNotFound
+from .models import Attempt, Evaluation, Step, utcnow
+from .records import ATTEMPT_KINDS, ATTEMPT_STATUSES, FINISHED_STATUSES, AttemptRecord, EvaluationRecord, StepRecord, as_utc
+
+# Names appear in URLs and shell commands; all-digit names would be mistaken for ids.
+NAME_PATTERN = re.compile(r"^(?!\d+$)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+UPDATABLE = ("name", "status", "command", "n_steps", "total_steps", "metrics", "error", "artefacts", "worker",
+             "cancel_requested", "started_at", "finished_at")
+SORTABLE = ("id", "name", "kind", "status", "n_steps", "created_at", "updated_at", "started_at", "finished_at")
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class AttemptStore:
+    """The attempts of one database (``url``, else ``$KSHOT_DATABASE_URL``, else ./kshot_attempts.db)."""
+
+    def __init__(self, url: str | None = None, *, create: bool = True):
+        self.url = database_url(url)
+        self.engine = make_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if create:
+            try:
+                upgrade(self.engine)
+            except OperationalError as err:
+                raise ConfigError(
+                    f"Cannot open the attempt database {safe_url(self.url)}: {err.orig}. Check --db or "
+                    "$KSHOT_DATABASE_URL, and that the server is running."
+                ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"AttemptStore({safe_url(self.url)!r})"
+
+    # -- attempts ------------------------------------------------------------------------------
+    def create_attempt(self, name: str, kind: str, command: dict, status: str = "queued") -> AttemptRecord:
+        _check_name(name)
+        _check_choice("kind", kind, ATTEMPT_KINDS)
+        _check_choice("status", status, ATTEMPT_STATUSES)
+        row = Attempt(name=name, kind=kind, status=status, command=_json_field("command", command), metrics={}, artefacts={})
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            raise AttemptExists(f"An attempt named '{name}' exists already; choose another name.") from None
+        return _record(row)
+
+    def get_attempt(self, key: int | str) -> AttemptRecord | None:
+        """By id (an int) or by unique name (a str)."""
+        with self._sessions() as session:
+            row = self._find(session, key)
+            return _record(row) if row is not None else None
+
+    def update_attempt(self, attempt_id: int, **fields: Any) -> AttemptRecord:
+        """Set ``fields`` (see ``UPDATABLE``); timestamps follow the status (running → started, finished → finished_at)."""
+        unknown = sorted(set(fields) - set(UPDATABLE))
+        if unknown:
+            raise AttemptError(f"Unknown attempt field(s) {', '.join(unknown)}. Updatable: {', '.join(UPDATABLE)}.")
+        values = _clean_fields(fields)
+        try:
+            with self._sessions.begin() as session:
+                row = self._get(session, attempt_id)
+                status = values.get("status")
+                if status == "running" and row.status != "running":
+                    values.setdefault("started_at", utcnow())
+                    values.setdefault("finished_at", None)
+                elif status in FINISHED_STATUSES and row.status not in FINISHED_STATUSES:
+                    values.setdefault("finished_at", utcnow())
+                for key, value in values.items():
+                    setattr(row, key, value)
+        except IntegrityError:
+            raise AttemptExists(f"An attempt named '{fields.get('name')}' exists already; choose another name.") from None
+        return _record(row)
+
+    def start_attempt(self, attempt_id: int, total_steps: int | None = None) -> AttemptRecord:
+        """Mark it running in this process (a fresh start or a resume): clears the previous error and cancel."""
+        fields: dict[str, Any] = {"status": "running", "started_at": utcnow(), "finished_at": None, "error": None,
+                                  "cancel_requested": False, "worker": this_worker()}
+        if total_steps is not None:
+            fields["total_steps"] = total_steps
+        return self.update_attempt(attempt_id, **fields)
+
+    def finish_attempt(self, attempt_id: int, status: str, *, metrics: dict | None = None, error: str | None = None) -> AttemptRecord:
+        fields: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
+        if metrics is not None:
+            fields["metrics"] = metrics
+        return self.update_attempt(attempt_id, **fields)
+
+    def delete_attempt(self, attempt_id: int) -> None:
+        with self._sessions.begin() as session:
+            session.delete(self._get(session, attempt_id))
+
+    def list_attempts(self, *, status: str | Iterable[str] | None = None, kind: str | None = None, name_contains: str | None = None,
+                      sort: str = "-created_at", offset: int = 0, limit: int | None = 50) -> tuple[list[AttemptRecord], int]:
+        """One page of attempts and the total matching the filters. ``sort``: a field, ``-`` first for descending."""
+        query = select(Attempt)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for s in statuses:
+                _check_choice("status", s, ATTEMPT_STATUSES)
+            query = query.where(Attempt.status.in_(statuses))
+        if kind is not None:
+            _check_choice("kind", kind, ATTEMPT_KINDS)
+            query = query.where(Attempt.kind == kind)
+        if name_contains:
+            query = query.where(func.lower(Attempt.name).contains(name_contains.lower(), autoescape=True))
+        key = sort.lstrip("+-")
+        _check_choice("sort field", key, SORTABLE)
+        column = getattr(Attempt, key)
+        order = column.desc() if sort.startswith("-") else column.asc()
+        tiebreak = Attempt.id.desc() if sort.startswith("-") else Attempt.id.asc()
+        if offset < 0 or (limit is not None and limit < 0):
+            raise AttemptError(f"offset and limit must be 0 or more, got offset={offset}, limit={limit}.")
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            page = query.order_by(order.nulls_last(), tiebreak).offset(offset)
+            if limit is not None:
+                page = page.limit(limit)
+            return [_record(r) for r in session.scalars(page)], int(total or 0)
+
+    def latest_attempt(self) -> AttemptRecord | None:
+        page, _ = self.list_attempts(sort="-created_at", limit=1)
+        return page[0] if page else None
+
+    # -- steps and evaluations -----------------------------------------------------------------
+    def add_step(self, attempt_id: int, step: int, metrics: dict[str, float]) -> None:
+        """Record one outer step's metrics (a repeated step replaces the earlier row); n_steps follows."""
+        clean = _clean_metrics(metrics)
+        with self._sessions.begin() as session:
+            attempt = self._get(session, attempt_id)
+            row = session.get(Step, (attempt_id, step))
+            if row is None:
+                session.add(Step(attempt_id=attempt_id, step=step, loss=clean.get("loss"), metrics=clean))
+            else:
+                row.loss, row.metrics, row.created_at = clean.get("loss"), clean, utcnow()
+            attempt.n_steps = max(attempt.n_steps or 0, step)
+            attempt.updated_at = utcnow()
+
+    def truncate_steps(self, attempt_id: int, after_step: int) -> None:
+        """Forget steps and evaluations after ``after_step``: a resumed run repeats them from its checkpoint."""
+        with self._sessions.begin() as session:
+            attempt = self._get(session, attempt_id)
+            session.execute(delete(Step).where(Step.attempt_id == attempt_id, Step.step > after_step))
+            session.execute(delete(Evaluation).where(Evaluation.attempt_id == attempt_id, Evaluation.step > after_step))
+            attempt.n_steps = min(attempt.n_steps or 0, after_step)
+
+    def steps(self, attempt_id: int, after_step: int | None = None, limit: int | None = None) -> list[StepRecord]:
+        """Steps in order; ``after_step`` gives only the newer ones (for following a run live)."""
+        query = select(Step).where(Step.attempt_id == attempt_id)
+        if after_step is not None:
+            query = query.where(Step.step > after_step)
+        query = query.order_by(Step.step)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._sessions() as session:
+            return [StepRecord(r.step, dict(r.metrics or {}), as_utc(r.created_at)) for r in session.scalars(query)]
+
+    def add_evaluation(self, attempt_id: int, step: int, split: str, results: dict) -> None:
+        """Record ``evaluate_tasks`` output ({"tasks": {name: {accuracy, macro_f1, n_query, ...}}, "mean": ...})."""
+        if not isinstance(split, str) or not split or len(split) > 32:
+            raise AttemptError(f"Evaluation split must be a name such as 'validation' or 'test', got {split!r}.")
+        tasks = (results or {}).get("tasks")
+        if not isinstance(tasks, dict):
+            raise AttemptError("Evaluation results need a 'tasks' mapping of task name to metrics (evaluate_tasks output).")
+        with self._sessions.begin() as session:
+            self._get(session, attempt_id)
+            session.execute(delete(Evaluation).where(Evaluation.attempt_id == attempt_id, Evaluation.step == step, Evaluation.split == split))
+            for task, metrics in tasks.items():
+                clean = _clean_metrics(metrics)
+                n_query = clean.pop("n_query", None)
+                session.add(Evaluation(
+                    attempt_id=attempt_id, step=step, split=split, task=str(task), accuracy=clean.pop("accuracy", None),
+                    macro_f1=clean.pop("macro_f1", None), n_query=int(n_query) if n_query is not None else None, extra=clean,
+                ))
+            session.get(Attempt, attempt_id).updated_at = utcnow()
+
+    def evaluations(self, attempt_id: int, split: str | None = None) -> list[EvaluationRecord]:
+        query = select(Evaluation).where(Evaluation.attempt_id == attempt_id)
+        if split is not None:
+            query = query.where(Evaluation.split == split)
+        with self._sessions() as session:
+            rows = session.scalars(query.order_by(Evaluation.step, Evaluation.split, Evaluation.id))
+            return [EvaluationRecord(r.step, r.split, r.task, r.accuracy, r.macro_f1, r.n_query, dict(r.extra or {}), as_utc(r.created_at)) for r in rows]
+
+    def latest_evaluation(self, attempt_id: int, split: str = "test") -> dict[str, Any] | None:
+        """The last evaluation of ``split`` as ``{"step", "tasks": {...}, "mean": {...}}`` (evaluate_tasks format)."""
+        from ..training.metrics import summarize
+
+        rows = self.evaluations(attempt_id, split)
+        if not rows:
+            return None
+        last = max(r.step for r in rows)
+        tasks = {r.task: {"accuracy": r.accuracy, "macro_f1": r.macro_f1, "n_query": r.n_query, **r.extra} for r in rows if r.step == last}
+        scored = {k: v for k, v in tasks.items() if v["accuracy"] is not None and v["macro_f1"] is not None}
+        return {"step": last, "tasks": tasks, "mean": summarize(scored)}
+
+    # -- cancelling and crashes ----------------------------------------------------------------
+    def request_cancel(self, attempt_id: int) -> None:
+        """Ask a running attempt to stop after its current step; a queued one is cancelled at once."""
+        with self._sessions.begin() as session:
+            row = self._get(session, attempt_id)
+            if row.status == "queued":
+                row.status, row.finished_at = "cancelled", utcnow()
+            if row.status not in ("completed", "failed"):
+                row.cancel_requested = True
+
+    def cancel_requested(self, attempt_id: int) -> bool:
+        with self._sessions() as session:
+            return bool(session.scalar(select(Attempt.cancel_requested).where(Attempt.id == attempt_id)))
+
+    def fail_interrupted(self, stale_after: timedelta | None = None) -> int:
+        """Mark 'running' attempts whose process is gone 'failed' (error 'interrupted'); returns how many.
+
+        A run of this host is gone when its pid is not alive; a run of another host (or of unknown
+        origin) only when ``stale_after`` is given and it wrote nothing for that long.
+        """
+        host = socket.gethostname()
+        now = utcnow()
+        count = 0
+        with self._sessions.begin() as session:
+            for row in session.scalars(select(Attempt).where(Attempt.status == "running")):
+                worker_host, _, pid = (row.worker or "").rpartition(":")
+                if worker_host == host and pid.isdigit():
+                    dead = not _pid_alive(int(pid))
+                elif stale_after is not None:
+                    dead = now - as_utc(row.updated_at) > stale_after
+                else:
+                    dead = row.worker is None
+                if dead:
+                    row.status, row.error, row.finished_at = "failed", "interrupted", now
+                    count += 1
+        return count
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _find(self, session: Session, key: int | str) -> Attempt | None:
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise AttemptError(f"An attempt is found by id (int) or name (str), got {key!r}.")
+        if isinstance(key, int):
+            return session.get(Attempt, key)
+        return session.scalar(select(Attempt).where(Attempt.name == key))
+
+    def _get(self, session: Session, key: int | str) -> Attempt:
+        row = self._find(session, key)
+        if row is None:
+            raise AttemptNotFound(f"No attempt {key!r} in {safe_url(self.url)}; see `kshot attempts list`.")
+        return row
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _record(row: Attempt) -> AttemptRecord:
+    return AttemptRecord(
+        id=row.id, name=row.name, kind=row.kind, status=row.status, command=dict(row.command or {}), n_steps=row.n_steps or 0,
+        total_steps=row.total_steps, metrics=dict(row.metrics or {}), error=row.error, artefacts=dict(row.artefacts or {}),
+        cancel_requested=bool(row.cancel_requested), worker=row.worker, created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at), started_at=as_utc(row.started_at), finished_at=as_utc(row.finished_at),
+    )
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise AttemptError(
+            f"Invalid attempt name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or "
+            "digit and not all digits, e.g. 'reptile-lr1e-4'."
+        )
+
+
+def _check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
+    from ..errors import unknown_choice
+
+    if value not in choices:
+        raise AttemptError(unknown_choice(what, value, choices))
+
+
+def _json_field(field: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise AttemptError(f"Attempt field '{field}' must be a mapping, got {type(value).__name__}.")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise AttemptError(f"Attempt field '{field}' must be JSON (no NaN, no objects): {err}.") from None
+
+
+def _clean_metrics(metrics: dict) -> dict[str, Any]:
+    """Numbers as plain floats; NaN and infinities become null (JSON has neither, PostgreSQL refuses them)."""
+    clean: dict[str, Any] = {}
+    for key, value in (metrics or {}).items():
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            clean[str(key)] = value
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise AttemptError(f"Metric '{key}' must be a number, got {value!r}.") from None
+        clean[str(key)] = (value if isinstance(value, int) else number) if math.isfinite(number) else None
+    return clean
+
+
+def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    values = dict(fields)
+    if "name" in values:
+        _check_name(values["name"])
+    if "status" in values:
+        _check_choice("status", values["status"], ATTEMPT_STATUSES)
+    for key in ("command", "artefacts"):
+        if key in values:
+            values[key] = _json_field(key, values[key])
+    if "metrics" in values:
+        values["metrics"] = _json_field("metrics", _clean_nested(values["metrics"]))
+    for key in ("n_steps", "total_steps"):
+        if key in values and values[key] is not None and (isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 0):
+            raise AttemptError(f"Attempt field '{key}' must be an integer 0 or more, got {values[key]!r}.")
+    for key in ("started_at", "finished_at"):
+        if values.get(key) is not None and not isinstance(values[key], datetime):
+            raise AttemptError(f"Attempt field '{key}' must be a datetime, got {values[key]!r}.")
+    return values
+
+
+def _clean_nested(value: Any) -> Any:
+    """Final metrics may nest (per-task tables); non-finite floats anywhere become null."""
+    if isinstance(value, dict):
+        return {str(k): _clean_nested(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_nested(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _clean_nested(value.item())
+    return value

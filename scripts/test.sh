@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
+# PostgreSQL, Redis and Chromium for the store, queue and dashboard tests (KSHOT_SKIP_SERVICES=1: skip those tests).
+if [ "${KSHOT_SKIP_SERVICES:-}" != 1 ]; then scripts/services.sh; fi
 exec .venv/bin/python -m pytest "$@"

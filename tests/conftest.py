@@ -10,6 +10,28 @@ from . import synthetic
 ARSC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arsc"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The tiny model's matrices are too small to gain from threads, and on a shared machine thread
+    hand-offs make its steps many times slower; the slow tests use every core again."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def all_torch_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return synthetic.build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))

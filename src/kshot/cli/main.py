@@ -11,8 +11,11 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import KshotError
+from .attempts import DbOpt, NameOpt, NoTrackOpt
+from .attempts import app as attempts_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Few-shot text classification by meta-learning.")
+app.add_typer(attempts_app, name="attempts")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("-c", "--config", help="config.yaml: data, model, output_dir, logging.")]
 ParamsOpt = Annotated[Optional[Path], typer.Option("-p", "--params", help="params.yaml: algorithm and hyperparameters.")]
@@ -44,16 +47,21 @@ def train(
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in output_dir.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the test results as JSON.")] = None,
+    name: NameOpt = None,
+    no_track: NoTrackOpt = False,
+    db: DbOpt = None,
 ) -> None:
     """Meta-train, keep the best model in output_dir, then evaluate it on the test tasks."""
-    from ..training import MetaTrainer, format_table
+    from ..training import format_table
     from ..training.setup import make_accelerator
+    from .attempts import stored_configs, tracked_train
     from .logs import setup_logging
 
-    cfg, prm = _load(config, params, set_)
+    resume_by_name = resume and name and not (config or params or set_ or no_track)
+    cfg, prm = stored_configs(name, db) if resume_by_name else _load(config, params, set_)
     accelerator = make_accelerator(prm)
     setup_logging(cfg.logging.log_dir, cfg.logging.level, accelerator.is_main_process)
-    result = MetaTrainer(cfg, prm, accelerator=accelerator).train(resume=resume)
+    result = tracked_train(cfg, prm, resume=resume, accelerator=accelerator, name=name, db=db, no_track=no_track)
     if accelerator.is_main_process:
         typer.echo(f"Best model (step {result.best_step}) saved in {result.output_dir}; meta-training took {result.train_seconds:.0f} s.")
         if result.test:
@@ -68,15 +76,19 @@ def evaluate(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-task and mean metrics as JSON.")] = None,
+    name: NameOpt = None,
+    no_track: NoTrackOpt = False,
+    db: DbOpt = None,
 ) -> None:
     """Few-shot protocol on the test tasks: adapt on each support set, score its query set."""
-    from ..training import evaluate_model, format_table
+    from ..training import format_table
+    from .attempts import tracked_evaluate
     from .logs import setup_logging
 
     cfg, _ = _load(config, None, [s for s in (set_ or []) if s.startswith("config.")])
     overrides = _param_overrides(set_)
     setup_logging(cfg.logging.log_dir, cfg.logging.level)
-    results = evaluate_model(model, cfg, overrides)
+    results = tracked_evaluate(model, cfg, overrides, name=name, db=db, no_track=no_track)
     typer.echo(format_table(results, title=f"Few-shot evaluation of {model}:"))
     if json_out:
         _write_json(json_out, results)

@@ -1,0 +1,91 @@
+"""Schemas of the attempts resource: create, update, public view, page of a list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .common import AttemptName, finite_or_none
+
+Status = Literal["queued", "running", "completed", "failed", "cancelled"]
+Kind = Literal["train", "test"]
+SortKey = Literal["created_at", "-created_at", "updated_at", "-updated_at", "name", "-name", "status", "-status", "id", "-id"]
+
+
+class AttemptCommand(BaseModel):
+    """The resolved command of an attempt: kshot's config and params as JSON (and the model of a test)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(default_factory=dict, description="config.yaml as JSON (data, model, output_dir, logging).")
+    params: dict[str, Any] = Field(default_factory=dict, description="params.yaml as JSON, or a test's param overrides.")
+    model: str | None = Field(None, max_length=4096, description="The model folder a test attempt evaluates.")
+
+
+class AttemptCreate(BaseModel):
+    """Record an attempt made elsewhere (a notebook, another machine); the service does not run it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: AttemptName
+    kind: Kind = "train"
+    status: Status = "queued"
+    command: AttemptCommand = Field(default_factory=AttemptCommand)
+
+
+class AttemptUpdate(BaseModel):
+    """Fields to change; those left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    n_steps: int | None = Field(None, ge=0, le=10**9, description="Outer steps run so far.")
+    error: str | None = Field(None, max_length=10_000)
+    metrics: dict[str, float] | None = Field(None, description="Final metrics, e.g. {\"accuracy\": 0.83, \"macro_f1\": 0.81}.")
+    artefacts: dict[str, str] | None = Field(None, description="Named artefact paths, e.g. {\"model\": \"runs/a/\"}.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite(cls, value):
+        if value is not None and any(v != v or v in (float("inf"), float("-inf")) for v in value.values()):
+            raise ValueError("metrics must be finite numbers")
+        return value
+
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, exclude_none=True)
+
+
+class AttemptPublic(BaseModel):
+    id: int
+    name: str
+    kind: Kind
+    status: Status
+    command: dict[str, Any]
+    n_steps: int
+    total_steps: int | None = None
+    metrics: dict[str, Any]
+    error: str | None = None
+    artefacts: dict[str, Any]
+    cancel_requested: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record) -> AttemptPublic:
+        data = {name: getattr(record, name, None) for name in cls.model_fields}
+        data["metrics"] = finite_or_none(data["metrics"] or {})
+        data["artefacts"] = data["artefacts"] or {}
+        data["command"] = finite_or_none(data["command"] or {})
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**data)
+
+
+class AttemptPage(BaseModel):
+    items: list[AttemptPublic]
+    total: int = Field(description="Attempts matching the filters, over all pages.")
+    offset: int
+    limit: int

@@ -1,0 +1,85 @@
+"""Schemas of the jobs resource: requests to train and to test in the background."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ...errors import ConfigError
+from .common import AttemptName
+
+CONFIG_DOC = (
+    "config.yaml as JSON: {data: {format, path, ...}, model: {name_or_path}, ...}. data.path and "
+    "model.name_or_path are a registry name, a hub id or a path under the allowed roots; output_dir, "
+    "data.cache_dir and logging.log_dir default to the attempt's folder under the output root."
+)
+
+
+def _check_config(raw: dict[str, Any]) -> dict[str, Any]:
+    from ...config import KshotConfig
+
+    try:
+        KshotConfig.from_dict(raw)
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    return raw
+
+
+def _check_params(raw: dict[str, Any]) -> dict[str, Any]:
+    from ...config import Params
+
+    try:
+        Params.from_dict(raw)
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    return raw
+
+
+class TrainRequest(BaseModel):
+    """Meta-train in the background; the attempt is returned at once, queued."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: AttemptName | None = Field(None, description="Unique attempt name; default train-<time>-<random>.")
+    config: dict[str, Any] = Field(default_factory=dict, description=CONFIG_DOC)
+    params: dict[str, Any] = Field(default_factory=dict, description="params.yaml as JSON: algorithm and hyperparameters.")
+
+    @field_validator("config")
+    @classmethod
+    def _valid_config(cls, value):
+        return _check_config(value)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, value):
+        return _check_params(value)
+
+
+class TestRequest(BaseModel):
+    """Run the few-shot protocol on a model's test tasks in the background."""
+
+    model_config = ConfigDict(extra="forbid")
+    __test__ = False  # not a pytest class, despite its name
+
+    name: AttemptName | None = Field(None, description="Unique attempt name; default test-<time>-<random>.")
+    model: str | None = Field(None, min_length=1, max_length=4096, description="Model folder under the allowed roots or the output root, or a model registry name.")
+    attempt: AttemptName | int | None = Field(None, description="Or: the name or id of a completed training attempt, whose model is tested.")
+    config: dict[str, Any] = Field(default_factory=dict, description="config.yaml as JSON; its data section names the test tasks.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Param overrides, e.g. {\"eval_inner_steps\": 20}.")
+
+    @field_validator("config")
+    @classmethod
+    def _valid_config(cls, value):
+        return _check_config(value)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, value):
+        return _check_params(value)
+
+    @model_validator(mode="after")
+    def _one_model(self):
+        if (self.model is None) == (self.attempt is None):
+            raise ValueError("give exactly one of 'model' (a folder or registry name) and 'attempt' (a training attempt)")
+        return self

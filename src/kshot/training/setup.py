@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..algorithms import MetaAlgorithm, get_algorithm
 from ..config import KshotConfig, Params
 from ..data import EpisodeSampler, FixedTask, TaskCollection, load_tasks, tokenize_collection
+from ..errors import ConfigError
 
 
 @dataclass
@@ -39,15 +41,45 @@ def build_tasks(config: KshotConfig, params: Params, tokenizer, with_training: b
 
 
 def make_accelerator(params: Params):
+    """The run's Accelerator. Under a distributed launcher it joins the process group (gloo on CPU).
+
+    ``params.mixed_precision`` 'no' defers to the launcher (``accelerate launch --mixed_precision``,
+    ``accelerate config``), which itself defaults to full precision; 'bf16'/'fp16' always win.
+    """
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=params.mixed_precision)
+    from .distributed import launched_world_size, needs_cpu_backend
+
+    precision = params.mixed_precision
+    if precision == "no":
+        precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()  # set by `accelerate launch`
+    accelerator = Accelerator(mixed_precision=precision, cpu=needs_cpu_backend())
+    world = launched_world_size()
+    if accelerator.num_processes != world:
+        raise ConfigError(
+            f"The launcher started {world} processes (WORLD_SIZE={world}) but accelerate set up "
+            f"{accelerator.num_processes}: each would train alone. On a machine without GPUs, launch with "
+            "`accelerate launch --multi_gpu --num_processes N` or `torchrun --nproc_per_node N`, "
+            "or set ACCELERATE_USE_CPU=1."
+        )
+    return accelerator
 
 
 def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgorithm:
     if params.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        _enable_gradient_checkpointing(model)
     model.to(accelerator.device if accelerator is not None else "cpu")
     cls = get_algorithm(params.algorithm)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return cls(model, params, accelerator, pad)
+
+
+def _enable_gradient_checkpointing(model) -> None:
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"params.gradient_checkpointing is true, but {type(model).__name__} does not support gradient "
+            "checkpointing. Set it to false or use another model."
+        )
+    # transformers 5 names it activation checkpointing (the old name warns); 4.x has only the old name.
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()

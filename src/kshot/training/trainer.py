@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..models import load_model, load_tokenizer, resolve_model_name, save_model
 from .callbacks import CallbackList, LoggingCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import local_task_indices, main_process_flag, run_fingerprint, verify_processes_agree
 from .evaluation import evaluate_tasks
 from .setup import build_algorithm, build_tasks, make_accelerator
 
@@ -53,16 +54,19 @@ class MetaTrainer:
 
     # ------------------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> TrainResult:
+        p, main = self.params, self.accelerator.is_main_process
+        # Each process runs its share of the meta-batch; the union of episodes per step does not
+        # depend on the number of processes, because episodes are drawn by (seed, step, index).
+        local = local_task_indices(p.meta_batch_size, self.accelerator.process_index, self.accelerator.num_processes)
         self._setup()
         self._restore(resume)
-        p, main = self.params, self.accelerator.is_main_process
+        if self.accelerator.num_processes > 1:
+            state = self.algorithm.state_dict()
+            verify_processes_agree(self.accelerator, run_fingerprint(self.config, p, self.tasks, state, self.start_step))
         if main:
             self.callbacks.on_train_begin(self)
         t0 = time.perf_counter() - self.train_seconds
         step = self.start_step
-        # Each process runs its share of the meta-batch; the union of episodes per step does not
-        # depend on the number of processes, because episodes are drawn by (seed, step, index).
-        local = range(self.accelerator.process_index, p.meta_batch_size, self.accelerator.num_processes)
         while step < p.meta_steps and not self.control.should_stop:
             episodes = self.tasks.sampler.meta_batch(step, local)
             metrics = self.algorithm.meta_step(episodes, step, p.meta_batch_size, self._lr_scale(step))
@@ -75,6 +79,9 @@ class MetaTrainer:
                 self._validate(step)
             if (p.checkpoint_every and step % p.checkpoint_every == 0) or (p.eval_every and step % p.eval_every == 0):
                 self._checkpoint(step, time.perf_counter() - t0)
+            # Callbacks run on the main process only; its decision to stop must reach every process,
+            # or the others would wait forever in the next step's collective.
+            self.control.should_stop = main_process_flag(self.accelerator, self.control.should_stop)
         self.train_seconds = time.perf_counter() - t0
         stopped = step < p.meta_steps
         if not stopped and self.tasks.validation and (not p.eval_every or step % p.eval_every):

@@ -1,0 +1,146 @@
+"""Meta-training on 2 CPU processes equals meta-training on 1, for the same seed and steps.
+
+One launch of ``worker.py`` on 2 processes runs every scenario (fresh run, a run resumed halfway,
+fomaml, disagreeing processes); the 1-process references run in this process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from kshot.algorithms import available
+from kshot.config import Params
+from kshot.training.setup import make_accelerator
+
+from .. import synthetic
+from . import worker
+from .launch import accelerate_launch
+
+STEPS = 4
+PARAMS = {
+    "meta_steps": STEPS, "meta_batch_size": 4, "k_support": 4, "k_query": 8, "inner_steps": 2, "inner_batch_size": 8,
+    "inner_lr": 1e-3, "eval_every": 2, "eval_tasks": 3, "eval_inner_steps": 2, "checkpoint_every": 2, "max_length": 32,
+    "seed": 0, "outer_lr_schedule": "constant",
+}
+FOMAML = "fomaml" in available()
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("distributed")
+    data = synthetic.write_review_json(root / "dataset.json")
+    runs = [
+        {"name": "reptile", "output_dir": str(root / "runs" / "reptile")},
+        {"name": "resume_first_half", "output_dir": str(root / "runs" / "resume"), "params": {"meta_steps": 2}},
+        {"name": "resume_second_half", "output_dir": str(root / "runs" / "resume"), "resume": True},
+        {"name": "disagree", "output_dir": str(root / "runs" / "disagree"), "params_by_rank": {"1": {"inner_lr": 2e-3}}},
+    ]
+    if FOMAML:
+        runs.append({"name": "fomaml", "output_dir": str(root / "runs" / "fomaml"), "params": {"algorithm": "fomaml", "outer_lr": 0.01}})
+    return {
+        "root": str(root),
+        "out": str(root / "results"),
+        "config": {
+            "data": {"format": "review_json", "path": str(data), "validation_domains": ["domain5"],
+                     "test_domains": ["domain6", "domain7"], "cache_dir": str(root / "cache")},
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "logging": {"log_dir": str(root / "logs"), "progress_bar": False},
+        },
+        "params": PARAMS,
+        "runs": runs,
+    }
+
+
+@pytest.fixture(scope="module")
+def launched(spec, tmp_path_factory):
+    """Per run name, the record of each of the 2 processes (index = rank)."""
+    spec_file = tmp_path_factory.mktemp("spec") / "spec.json"
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    result = accelerate_launch(["tests/distributed/worker.py", str(spec_file)], home=tmp_path_factory.mktemp("hf_home"), timeout=240)
+    assert result.returncode == 0, result.stdout[-6000:]
+    out = Path(spec["out"])
+    return {
+        run["name"]: [torch.load(out / f"{run['name']}.rank{r}.pt", weights_only=False) for r in range(2)]
+        for run in spec["runs"]
+        if run["name"] != "disagree"
+    } | {"disagree": [(out / f"disagree.rank{r}.err").read_text() for r in range(2)]}
+
+
+@pytest.fixture(scope="module")
+def reference(spec, tmp_path_factory):
+    """The same runs on 1 process, in this process."""
+    ref = tmp_path_factory.mktemp("reference")
+    accelerator = make_accelerator(Params.from_dict(spec["params"]))
+    out = {}
+    for run in spec["runs"]:
+        if run["name"] in ("reptile", "fomaml"):
+            out[run["name"]] = worker.run(spec, {**run, "output_dir": str(ref / run["name"])}, ref / "results", accelerator)
+    return out
+
+
+def assert_same_meta(a: dict, b: dict, atol: float = 1e-5) -> None:
+    meta_a, meta_b = a["state"]["meta"], b["state"]["meta"]
+    assert len(meta_a) == len(meta_b)
+    worst = max(float((x - y).abs().max()) for x, y in zip(meta_a, meta_b))
+    assert worst <= atol, f"meta-parameters differ by up to {worst:.3g} (tolerance {atol})"
+
+
+def initial_meta(tiny_model_dir) -> list[torch.Tensor]:
+    from kshot.models import load_model
+
+    torch.manual_seed(PARAMS["seed"])
+    return [p.detach().clone() for p in load_model(str(tiny_model_dir), ["negative", "positive"]).parameters()]
+
+
+def test_two_processes_hold_identical_meta_parameters(launched):
+    rank0, rank1 = launched["reptile"]
+    assert rank0["num_processes"] == rank1["num_processes"] == 2
+    for x, y in zip(rank0["state"]["meta"], rank1["state"]["meta"]):
+        assert torch.equal(x, y)
+
+
+def test_reptile_on_two_processes_equals_one_process(launched, reference, tiny_model_dir):
+    assert reference["reptile"]["num_processes"] == 1
+    assert_same_meta(launched["reptile"][0], reference["reptile"])
+    # The runs did learn something: equality is not that of two untouched initialisations.
+    moved = max(float((m - i).abs().max()) for m, i in zip(reference["reptile"]["state"]["meta"], initial_meta(tiny_model_dir)))
+    assert moved > 1e-3
+
+
+def test_resume_on_two_processes_equals_uninterrupted_run(launched, reference):
+    first, second = launched["resume_first_half"][0], launched["resume_second_half"][0]
+    assert [h["step"] for h in first["validation"]] == [2]
+    assert [h["step"] for h in second["validation"]] == [2, 4]  # the history came back with the checkpoint
+    assert_same_meta(second, reference["reptile"])
+
+
+def test_evaluation_is_split_and_gathered_like_one_process(launched, reference):
+    for rank in range(2):
+        two, one = launched["reptile"][rank], reference["reptile"]
+        assert [h["step"] for h in two["validation"]] == [h["step"] for h in one["validation"]] == [2, 4]
+        for got, want in zip(two["validation"] + [two["test"]], one["validation"] + [one["test"]]):
+            # 3 validation tasks over 2 processes: an uneven split, gathered back in task order.
+            assert list(got["tasks"]) == list(want["tasks"]) and len(got["tasks"]) in (2, 3)
+            for name in want["tasks"]:
+                assert got["tasks"][name]["n_query"] == want["tasks"][name]["n_query"]
+                assert got["tasks"][name]["accuracy"] == pytest.approx(want["tasks"][name]["accuracy"], abs=1e-6)
+                assert got["tasks"][name]["macro_f1"] == pytest.approx(want["tasks"][name]["macro_f1"], abs=1e-6)
+            assert got["mean"]["accuracy"] == pytest.approx(want["mean"]["accuracy"], abs=1e-6)
+
+
+def test_processes_that_disagree_stop_with_the_same_clear_error(launched):
+    errors = launched["disagree"]
+    assert errors[0] == errors[1]
+    assert "config and params of process 1" in errors[0] and "differs from the main process" in errors[0]
+
+
+@pytest.mark.skipif(not FOMAML, reason="fomaml is not in kshot.algorithms.available() yet (being added by another change)")
+def test_fomaml_on_two_processes_equals_one_process(launched, reference):
+    rank0, rank1 = launched["fomaml"]
+    for x, y in zip(rank0["state"]["meta"], rank1["state"]["meta"]):
+        assert torch.equal(x, y)
+    assert_same_meta(rank0, reference["fomaml"])

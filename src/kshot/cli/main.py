@@ -131,6 +131,12 @@ def predict(
             typer.echo(f"{p['label']}\t{p['score']:.4f}\t{p['text']}")
 
 
+from . import serve as _serve  # noqa: E402 - the service commands live in their own module
+
+app.command()(_serve.serve)
+app.command()(_serve.worker)
+
+
 def _param_overrides(overrides: list[str] | None) -> dict:
     from ..config import apply_overrides
 

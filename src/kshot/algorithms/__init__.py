@@ -10,6 +10,10 @@ from .base import MetaAlgorithm
 # name → "module:Class"; modules are imported only when their algorithm is used.
 _REGISTRY: dict[str, str] = {
     "reptile": "kshot.algorithms.reptile:Reptile",
+    "protonet": "kshot.algorithms.protonet:ProtoNet",
+    "matchnet": "kshot.algorithms.matchnet:MatchingNet",
+    "relationnet": "kshot.algorithms.relationnet:RelationNet",
+    "siamese": "kshot.algorithms.siamese:Siamese",
 }
 
 

@@ -94,6 +94,14 @@ class Params(ConfigSection):
     test_after_train: bool = field(True, help="Evaluate the best model on the test tasks when training ends.")
     mixed_precision: Literal["no", "bf16", "fp16"] = field("no", help="Passed to accelerate.")
     gradient_checkpointing: bool = field(False, help="Recompute backbone activations in the backward pass to save memory.")
+    # Metric-based algorithms (protonet, matchnet, relationnet, siamese).
+    distance: Literal["euclidean", "cosine"] = field("euclidean", help="protonet: logits are minus the squared Euclidean distance to each class prototype ('euclidean') or cosine_scale × cosine similarity ('cosine').")
+    cosine_scale: float = field(10.0, help="Cosine similarities are multiplied by this before a softmax (protonet with distance=cosine, matchnet): 1.0 would cap logit gaps at 2, too soft to train.")
+    metric_lr: float = field(2e-5, help="Learning rate of the Adam optimizer that trains the encoder of the metric-based algorithms on episode losses.")
+    scorer_lr: float = field(1e-3, help="Learning rate of the small learned scorers (relationnet's relation module, siamese's pair scorer); higher than metric_lr because they start from scratch.")
+    scorer_hidden: int = field(128, help="Hidden units of the learned scorer of relationnet and siamese.")
+    siamese_neighbors: int = field(3, help="siamese: a class scores the mean pair score of its this many most similar support examples (all of them if it has fewer).")
+    metric_finetune: bool = field(False, help="Metric-based algorithms: at adaptation, first fine-tune on the support set (eval_inner_steps steps, inner_lr, inner_optimizer) with the algorithm's own loss on random halves of each class; false = embed the support set only.")
 
     def validate(self, prefix: str = "") -> None:
         from ..algorithms import available
@@ -115,3 +123,9 @@ class Params(ConfigSection):
                 raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
         if self.max_length > 512:
             raise ConfigError(f"'{prefix}max_length' is {self.max_length}; models of this family take at most 512 tokens.")
+        for key in ("cosine_scale", "scorer_hidden", "siamese_neighbors"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"'{prefix}{key}' must be positive, got {getattr(self, key)}.")
+        for key in ("metric_lr", "scorer_lr"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..algorithms.metric import has_saved_support
 from ..config import KshotConfig, Params
 from ..data import TaskExamples, collate
 from ..data.tokenization import tokenize_examples
@@ -144,6 +145,13 @@ def predict_texts(model_dir: str | Path, texts: Sequence[str], batch_size: int =
     task = TaskExamples(name="input", domain="input", texts=list(texts), labels=np.zeros(len(texts), dtype=np.int64))
     tokenize_examples(task, tokenizer, max_length or params.get("max_length", 256))
     names = model_label_names(model)
+    if has_saved_support(model_dir):
+        # Adapted by a metric-based algorithm: the classifier is the saved support state (e.g.
+        # protonet's prototypes) over the encoder's mean-pooled embeddings, not the model's own head.
+        algorithm = build_algorithm(model, saved_params(model_dir), None, tokenizer)
+        algorithm.load_pretrained(str(model_dir))
+        logits = torch.from_numpy(algorithm.predict(task, batch_size))
+        return _labelled(texts, torch.softmax(logits, dim=-1).numpy(), names)
     probs = np.zeros((len(texts), len(names)), dtype=np.float32)
     order = np.argsort([len(x) for x in task.input_ids], kind="stable")
     pad = tokenizer.pad_token_id or 0
@@ -151,6 +159,10 @@ def predict_texts(model_dir: str | Path, texts: Sequence[str], batch_size: int =
         idx = order[start : start + batch_size]
         batch = collate([task.input_ids[i] for i in idx], pad)
         probs[idx] = torch.softmax(model(**batch).logits.float(), dim=-1).numpy()
+    return _labelled(texts, probs, names)
+
+
+def _labelled(texts: Sequence[str], probs: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
     return [{"text": t, "label": names[int(np.argmax(p))], "score": float(np.max(p))} for t, p in zip(texts, probs)]
 
 

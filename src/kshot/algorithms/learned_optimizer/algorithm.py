@@ -1,0 +1,228 @@
+"""``learned_optimizer``: meta-learn the inner loop's update rule together with the initialisation.
+
+The model's own Parameters are the initialisation θ; a task's adapted weights θ′ live in a dict beside
+the model (``predict`` runs the model on them), so ``reset`` just forgets θ′. Each outer step
+unrolls the learned optimizer for ``inner_steps`` on every task's support set, differentiates the
+query loss at θ′ w.r.t. the optimizer's weights φ and θ (see :mod:`.unroll`), and takes one Adam
+step on each: θ at ``meta_lr``, φ at ``lopt_lr``. A non-finite meta-gradient skips the step.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...data import Episode, TaskExamples, collate, length_sorted_batches
+from ...errors import ConfigError
+from ...models import read_kshot_meta
+from ..base import MetaAlgorithm, autocast, reduce_mean, support_batches, to_device
+from ..functional import logits_in_batches, params_of, trainable_names
+from ..reptile import sum_across_processes
+from .network import LearnedOptimizer, LoptConfig
+from .persistence import has_lopt, load_lopt, lopt_files, lopt_from_state, lopt_state
+from .unroll import UnrollOptions, adapt_params, meta_gradients, model_loss_fn
+
+logger = logging.getLogger(__name__)
+
+
+def check_params(params) -> None:
+    """Errors for settings only this algorithm reads (the shared ones are checked by Params)."""
+    if params.k_query < 1:
+        raise ConfigError("learned_optimizer learns from the query loss after adaptation; set params.k_query to 1 or more.")
+    for key in ("lopt_truncate",):
+        value = getattr(params, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"'params.{key}' must be at least 1 or null, got {value}.")
+    if params.lopt_checkpoint_segment < 0:
+        raise ConfigError(f"'params.lopt_checkpoint_segment' must be 0 (off) or more, got {params.lopt_checkpoint_segment}.")
+    for key in ("lopt_lr", "meta_lr", "lopt_path_loss_weight"):
+        if getattr(params, key) < 0:
+            raise ConfigError(f"'params.{key}' must be 0 or more, got {getattr(params, key)}.")
+    if params.lopt_meta_grad_clip is not None and not params.lopt_meta_grad_clip > 0:
+        raise ConfigError(f"'params.lopt_meta_grad_clip' must be positive or null, got {params.lopt_meta_grad_clip}.")
+
+
+def lopt_config(params) -> LoptConfig:
+    try:
+        return LoptConfig(
+            kind=params.lopt_kind, hidden=params.lopt_hidden, max_step=params.lopt_max_step, init_rule=params.inner_optimizer,
+            init_lr=params.inner_lr, per_tensor_scales=params.lopt_per_tensor_scales,
+        )
+    except ConfigError as err:
+        raise ConfigError(f"params (lopt_kind, lopt_hidden, lopt_max_step, inner_lr): {err}") from None
+
+
+class LearnedOptimizerAlgorithm(MetaAlgorithm):
+    name = "learned_optimizer"
+
+    def __init__(self, model, params, accelerator, pad_token_id):
+        super().__init__(model, params, accelerator, pad_token_id)
+        check_params(params)
+        self.names = trainable_names(model)
+        self.meta = params_of(model, self.names)
+        self.loss_fn = model_loss_fn(model, accelerator)
+        self.adapted: dict[str, torch.Tensor] | None = None
+        if params.lopt_path:
+            self._set_lopt(load_lopt(params.lopt_path))
+            logger.info("Starting from the learned optimizer in %s.", params.lopt_path)
+        else:
+            self._set_lopt(LearnedOptimizer(lopt_config(params), self.names))
+
+    @property
+    def options(self) -> UnrollOptions:
+        p = self.params
+        return UnrollOptions(first_order=p.first_order, truncate=p.lopt_truncate, checkpoint_segment=p.lopt_checkpoint_segment, path_loss_weight=p.lopt_path_loss_weight)
+
+    def _set_lopt(self, lopt: LearnedOptimizer) -> None:
+        """Use ``lopt`` (scales for this model's tensors added) and build fresh outer optimizers."""
+        lopt.add_tensor_names(self.names)
+        self.lopt = lopt.to(self.device)
+        self.init_optimizer = torch.optim.Adam(list(self.meta.values()), lr=self.params.meta_lr) if self.params.lopt_meta_init else None
+        self.lopt_optimizer = torch.optim.Adam(self.lopt.parameters(), lr=self.params.lopt_lr)
+
+    # ------------------------------------------------------------------ batches
+    def _support(self, support: TaskExamples, steps: int, seed: int) -> list[dict[str, torch.Tensor]]:
+        torch.manual_seed(seed)  # dropout masks: a function of the episode, not of the process
+        rng = np.random.default_rng(seed)
+        return [to_device(b, self.device) for b in support_batches(support, steps, self.params.inner_batch_size, self.pad_token_id, rng)]
+
+    def _query(self, query: TaskExamples) -> list[tuple[dict[str, torch.Tensor], float]]:
+        chunks = []
+        for idx, batch in length_sorted_batches(query, self.params.eval_batch_size, self.pad_token_id):
+            chunks.append((to_device(batch, self.device), len(idx) / len(query)))
+        return chunks
+
+    # ------------------------------------------------------------------ meta-training
+    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+        p = self.params
+        self.model.train()
+        init_grads = [torch.zeros_like(t) for t in self.meta.values()]
+        lopt_grads = [torch.zeros_like(t) for t in self.lopt.parameters()]
+        support_losses, query_losses = [], []
+        for ep in episodes:
+            support = self._support(ep.support, p.inner_steps, ep.seed)
+            result = meta_gradients(self.lopt, self.loss_fn, self.meta, support, self._query(ep.query), self.options, want_init=p.lopt_meta_init)
+            if result.init is not None:
+                torch._foreach_add_(init_grads, list(result.init.values()))
+            torch._foreach_add_(lopt_grads, result.lopt)
+            support_losses.append(result.support_loss)
+            query_losses.append(result.query_loss)
+        grads = sum_across_processes(self.accelerator, init_grads + lopt_grads)
+        torch._foreach_div_(grads, float(total_tasks))
+        applied = self.apply_meta_gradients(grads[: len(init_grads)], grads[len(init_grads):], lr_scale, step)
+        self.reset()
+        metrics = {"loss": float(np.mean(query_losses)), "support_loss": float(np.mean(support_losses)) if p.inner_steps else float("nan")}
+        metrics = reduce_mean(self.accelerator, metrics)
+        metrics["skipped"] = 0.0 if applied else 1.0
+        metrics["lopt_lr"] = math.exp(float(self.lopt.log_lr))
+        return metrics
+
+    def apply_meta_gradients(self, init_grads: list[torch.Tensor], lopt_grads: list[torch.Tensor], lr_scale: float = 1.0, step: int = -1) -> bool:
+        """One Adam step on θ and on φ; False (nothing changed, a warning logged) if any gradient is
+        NaN or infinite, which would otherwise poison every later step."""
+        everything = list(init_grads) + list(lopt_grads)
+        finite = bool(torch.stack([torch.isfinite(g).all() for g in everything]).all()) if everything else True
+        if not finite:
+            bad = [n for n, g in zip(self.names + [n for n, _ in self.lopt.named_parameters()], everything) if not torch.isfinite(g).all()]
+            logger.warning("learned_optimizer step %d: non-finite meta-gradient in %s; the update is skipped.", step + 1, ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+            return False
+        pairs = [(self.init_optimizer, list(self.meta.values()), init_grads, self.params.meta_lr), (self.lopt_optimizer, list(self.lopt.parameters()), lopt_grads, self.params.lopt_lr)]
+        for optimizer, tensors, grads, lr in pairs:
+            if optimizer is None:
+                continue
+            for tensor, grad in zip(tensors, grads):
+                tensor.grad = grad.to(tensor.dtype)
+            if self.params.lopt_meta_grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(tensors, self.params.lopt_meta_grad_clip)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_scale
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return True
+
+    # ------------------------------------------------------------------ few-shot use
+    def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:
+        """The learned optimizer's inner loop from θ, without a graph; θ′ is kept for ``predict``."""
+        batches = self._support(support, steps, seed)
+        self.model.train()
+        self.adapted, losses = adapt_params(self.lopt, self.loss_fn, self.meta, batches)
+        return {"loss": float(np.mean(losses)) if losses else float("nan")}
+
+    def reset(self) -> None:
+        self.adapted = None
+
+    def predict(self, task: TaskExamples, batch_size: int) -> np.ndarray:
+        if self.adapted is None:
+            return super().predict(task, batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        with autocast(self.accelerator):
+            logits = logits_in_batches(
+                self.model, self.adapted, length_sorted_batches(task, batch_size, self.pad_token_id), len(task), self.model.config.num_labels, self.device
+            )
+        self.model.train(was_training)
+        return logits.numpy()
+
+    def export_model(self, adapted: bool = False):
+        if not adapted or self.adapted is None:
+            self.reset()
+            return self.model
+        model = copy.deepcopy(self.model)  # once per saved model: the model itself keeps θ
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, value in self.adapted.items():
+                named[n].copy_(value)
+        return model
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "meta": [t.detach().cpu().clone() for t in self.meta.values()],
+            "lopt": lopt_state(self.lopt),
+            # One key for both optimizers: the trainer leaves "outer_optimizer" out of best-model copies.
+            "outer_optimizer": {
+                "init": self.init_optimizer.state_dict() if self.init_optimizer is not None else None,
+                "lopt": self.lopt_optimizer.state_dict(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for t, value in zip(self.meta.values(), state["meta"]):
+                t.copy_(value.to(t.device))
+        if "lopt" in state:
+            saved = state["lopt"]
+            if saved["config"] == self.lopt.config.to_dict() and list(saved["tensor_names"]) == self.lopt.scale_names:
+                self.lopt.load_state_dict({k: v.to(self.device) for k, v in saved["weights"].items()})
+            else:
+                self._set_lopt(lopt_from_state(saved))
+        outer = state.get("outer_optimizer") or {}
+        if outer.get("init") and self.init_optimizer is not None:
+            self.init_optimizer.load_state_dict(outer["init"])
+        if outer.get("lopt"):
+            self.lopt_optimizer.load_state_dict(outer["lopt"])
+        self.reset()
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"meta": [t.detach().clone() for t in self.meta.values()]}
+
+    def load_pretrained(self, model_dir: str) -> None:
+        """θ from the loaded model; the learned optimizer from ``params.lopt_path`` or ``model_dir``."""
+        self.load_state_dict(self.initial_state())
+        source = self.params.lopt_path or model_dir
+        if not self.params.lopt_path and not has_lopt(model_dir):
+            trained_with = (read_kshot_meta(model_dir) or {}).get("algorithm")
+            if trained_with == self.name:
+                load_lopt(model_dir)  # raises: the files this model was saved with are gone
+            logger.warning("%s holds no learned optimizer: adapting with the untrained rule (%s at inner_lr).", model_dir, self.params.inner_optimizer)
+            return
+        self._set_lopt(load_lopt(source))
+
+    def extra_files(self) -> dict[str, Any]:
+        return lopt_files(self.lopt)

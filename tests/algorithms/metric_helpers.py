@@ -94,9 +94,10 @@ def assert_adapted_folder_predicts_like_memory(tmp_path: Path, model_dir: Path, 
     from .. import synthetic
 
     config = run_config(tmp_path, model_dir, data)
-    MetaTrainer(config, run_params(algorithm, meta_steps=3, test_after_train=False, **overrides)).train()
+    MetaTrainer(config, run_params(algorithm, meta_steps=10, test_after_train=False, **overrides)).train()
     trained, adapted = Path(config.output_dir), tmp_path / "adapted"
-    rows = synthetic.make_examples(7, 12, seed=5)
+    pool = synthetic.make_examples(7, 40, seed=5)
+    rows = [r for r in pool if r["label"] == "positive"][:6] + [r for r in pool if r["label"] == "negative"][:6]
     queries = [r["text"] for r in synthetic.make_examples(7, 20, seed=6)]
     adapt_model(trained, write_support_csv(tmp_path / "support.csv", rows), adapted)
     from_folder = predict_texts(adapted, queries)

@@ -12,47 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kshot.algorithms import available
-from kshot.config import Params
-from kshot.training.setup import make_accelerator
-
-from .. import synthetic
-from . import worker
+from .conftest import FOMAML, PARAMS, assert_same_meta
 from .launch import accelerate_launch
-
-STEPS = 4
-PARAMS = {
-    "meta_steps": STEPS, "meta_batch_size": 4, "k_support": 4, "k_query": 8, "inner_steps": 2, "inner_batch_size": 8,
-    "inner_lr": 1e-3, "eval_every": 2, "eval_tasks": 3, "eval_inner_steps": 2, "checkpoint_every": 2, "max_length": 32,
-    "seed": 0, "outer_lr_schedule": "constant",
-}
-FOMAML = "fomaml" in available()
-
-
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory, tiny_model_dir):
-    root = tmp_path_factory.mktemp("distributed")
-    data = synthetic.write_review_json(root / "dataset.json")
-    runs = [
-        {"name": "reptile", "output_dir": str(root / "runs" / "reptile")},
-        {"name": "resume_first_half", "output_dir": str(root / "runs" / "resume"), "params": {"meta_steps": 2}},
-        {"name": "resume_second_half", "output_dir": str(root / "runs" / "resume"), "resume": True},
-        {"name": "disagree", "output_dir": str(root / "runs" / "disagree"), "params_by_rank": {"1": {"inner_lr": 2e-3}}},
-    ]
-    if FOMAML:
-        runs.append({"name": "fomaml", "output_dir": str(root / "runs" / "fomaml"), "params": {"algorithm": "fomaml", "outer_lr": 0.01}})
-    return {
-        "root": str(root),
-        "out": str(root / "results"),
-        "config": {
-            "data": {"format": "review_json", "path": str(data), "validation_domains": ["domain5"],
-                     "test_domains": ["domain6", "domain7"], "cache_dir": str(root / "cache")},
-            "model": {"name_or_path": str(tiny_model_dir)},
-            "logging": {"log_dir": str(root / "logs"), "progress_bar": False},
-        },
-        "params": PARAMS,
-        "runs": runs,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -63,30 +24,13 @@ def launched(spec, tmp_path_factory):
     result = accelerate_launch(["tests/distributed/worker.py", str(spec_file)], home=tmp_path_factory.mktemp("hf_home"), timeout=240)
     assert result.returncode == 0, result.stdout[-6000:]
     out = Path(spec["out"])
-    return {
-        run["name"]: [torch.load(out / f"{run['name']}.rank{r}.pt", weights_only=False) for r in range(2)]
-        for run in spec["runs"]
-        if run["name"] != "disagree"
-    } | {"disagree": [(out / f"disagree.rank{r}.err").read_text() for r in range(2)]}
+    return {run["name"]: [_record(out, run["name"], r) for r in range(2)] for run in spec["runs"]}
 
 
-@pytest.fixture(scope="module")
-def reference(spec, tmp_path_factory):
-    """The same runs on 1 process, in this process."""
-    ref = tmp_path_factory.mktemp("reference")
-    accelerator = make_accelerator(Params.from_dict(spec["params"]))
-    out = {}
-    for run in spec["runs"]:
-        if run["name"] in ("reptile", "fomaml"):
-            out[run["name"]] = worker.run(spec, {**run, "output_dir": str(ref / run["name"])}, ref / "results", accelerator)
-    return out
-
-
-def assert_same_meta(a: dict, b: dict, atol: float = 1e-5) -> None:
-    meta_a, meta_b = a["state"]["meta"], b["state"]["meta"]
-    assert len(meta_a) == len(meta_b)
-    worst = max(float((x - y).abs().max()) for x, y in zip(meta_a, meta_b))
-    assert worst <= atol, f"meta-parameters differ by up to {worst:.3g} (tolerance {atol})"
+def _record(out: Path, name: str, rank: int):
+    """The worker's record of a run on one process, or the message of the error that ended it."""
+    error = out / f"{name}.rank{rank}.err"
+    return error.read_text() if error.exists() else torch.load(out / f"{name}.rank{rank}.pt", weights_only=False)
 
 
 def initial_meta(tiny_model_dir) -> list[torch.Tensor]:
@@ -136,6 +80,12 @@ def test_processes_that_disagree_stop_with_the_same_clear_error(launched):
     errors = launched["disagree"]
     assert errors[0] == errors[1]
     assert "config and params of process 1" in errors[0] and "differs from the main process" in errors[0]
+
+
+def test_meta_batch_not_divisible_by_processes_is_a_config_error(launched):
+    for message in launched["indivisible"]:
+        assert message.startswith("params.meta_batch_size=3 is not divisible by the number of processes (2)")
+        assert "launch 1/3 processes" in message
 
 
 @pytest.mark.skipif(not FOMAML, reason="fomaml is not in kshot.algorithms.available() yet (being added by another change)")

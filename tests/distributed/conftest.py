@@ -1,0 +1,66 @@
+"""Shared by the multi-process tests: the runs (tiny model, synthetic data) and their 1-process references."""
+
+from __future__ import annotations
+
+import pytest
+
+from kshot.algorithms import available
+from kshot.config import Params
+from kshot.training.setup import make_accelerator
+
+from .. import synthetic
+from . import worker
+
+STEPS = 4
+PARAMS = {
+    "meta_steps": STEPS, "meta_batch_size": 4, "k_support": 4, "k_query": 8, "inner_steps": 2, "inner_batch_size": 8,
+    "inner_lr": 1e-3, "eval_every": 2, "eval_tasks": 3, "eval_inner_steps": 2, "checkpoint_every": 2, "max_length": 32,
+    "seed": 0, "outer_lr_schedule": "constant", "test_after_train": False,
+}
+FOMAML = "fomaml" in available()
+
+
+@pytest.fixture(scope="package")
+def spec(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("distributed")
+    data = synthetic.write_review_json(root / "dataset.json")
+    runs = [
+        {"name": "reptile", "output_dir": str(root / "runs" / "reptile"), "params": {"test_after_train": True}},
+        {"name": "resume_first_half", "output_dir": str(root / "runs" / "resume"), "params": {"meta_steps": 2}},
+        {"name": "resume_second_half", "output_dir": str(root / "runs" / "resume"), "resume": True},
+        {"name": "disagree", "output_dir": str(root / "runs" / "disagree"), "params_by_rank": {"1": {"inner_lr": 2e-3}}},
+        {"name": "indivisible", "output_dir": str(root / "runs" / "indivisible"), "params": {"meta_batch_size": 3}},
+    ]
+    if FOMAML:
+        runs.append({"name": "fomaml", "output_dir": str(root / "runs" / "fomaml"), "params": {"algorithm": "fomaml", "outer_lr": 0.01}})
+    return {
+        "root": str(root),
+        "out": str(root / "results"),
+        "config": {
+            "data": {"format": "review_json", "path": str(data), "validation_domains": ["domain5"],
+                     "test_domains": ["domain6", "domain7"], "cache_dir": str(root / "cache")},
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "logging": {"log_dir": str(root / "logs"), "progress_bar": False},
+        },
+        "params": PARAMS,
+        "runs": runs,
+    }
+
+
+@pytest.fixture(scope="package")
+def reference(spec, tmp_path_factory):
+    """The reptile and fomaml runs on 1 process, in this process."""
+    ref = tmp_path_factory.mktemp("reference")
+    accelerator = make_accelerator(Params.from_dict(spec["params"]))
+    out = {}
+    for run in spec["runs"]:
+        if run["name"] in ("reptile", "fomaml"):
+            out[run["name"]] = worker.run(spec, {**run, "output_dir": str(ref / run["name"])}, ref / "results", accelerator)
+    return out
+
+
+def assert_same_meta(a: dict, b: dict, atol: float = 1e-5) -> None:
+    meta_a, meta_b = a["state"]["meta"], b["state"]["meta"]
+    assert len(meta_a) == len(meta_b)
+    worst = max(float((x - y).abs().max()) for x, y in zip(meta_a, meta_b))
+    assert worst <= atol, f"meta-parameters differ by up to {worst:.3g} (tolerance {atol})"

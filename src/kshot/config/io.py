@@ -25,12 +25,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values at the top level.")
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's message on one line: the problem and where it is (its own message spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
 
 
 def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
@@ -56,7 +63,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"Override '{item}': cannot read the value {raw!r}: {err}") from err
+        raise ConfigError(f"Override '{item}': cannot read the value {raw!r}: {_yaml_problem(err)}") from err
     # YAML 1.1 reads '1e-4' (no dot) as a string; in an override it is meant as a number.
     if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
         value = float(value)

@@ -50,14 +50,14 @@ def tracked_train(cfg, prm, *, resume: bool, accelerator, name: str | None, db: 
 
 def tracked_evaluate(model: Path, cfg, overrides: dict, *, name: str | None, db: str | None, no_track: bool):
     from ..training import evaluate_model
-    from ..tracking import AttemptStore, new_attempt_name, test_attempt, test_command
+    from ..tracking import AttemptStore, new_attempt_name, evaluate_attempt, eval_command
 
     if no_track:
         return evaluate_model(model, cfg, overrides)
     store = AttemptStore(db)
-    attempt = store.create_attempt(name or new_attempt_name("test"), "test", test_command(model, cfg, overrides), status="running")
+    attempt = store.create_attempt(name or new_attempt_name("test"), "test", eval_command(model, cfg, overrides), status="running")
     _recording(store, attempt.name)
-    return test_attempt(store, attempt.id, model, cfg, overrides)
+    return evaluate_attempt(store, attempt.id, model, cfg, overrides)
 
 
 def _recording(store, name: str) -> None:

@@ -5,11 +5,11 @@ from .database import database_url
 from .errors import AttemptError, AttemptExists, AttemptNotFound
 from .records import ATTEMPT_KINDS, ATTEMPT_STATUSES, AttemptRecord, EvaluationRecord, StepRecord
 from .runner import (
+    eval_command,
+    evaluate_attempt,
     new_attempt_name,
     run_test_attempt,
     run_training_attempt,
-    test_attempt,
-    test_command,
     train_attempt,
     train_command,
 )
@@ -27,11 +27,11 @@ __all__ = [
     "StepRecord",
     "TrackingCallback",
     "database_url",
+    "eval_command",
+    "evaluate_attempt",
     "new_attempt_name",
     "run_test_attempt",
     "run_training_attempt",
-    "test_attempt",
-    "test_command",
     "train_attempt",
     "train_command",
 ]

@@ -1,6 +1,6 @@
 """Running an attempt: training or testing as its command says, recorded in the store from start to end.
 
-The CLI calls ``train_attempt`` / ``test_attempt`` (errors propagate to the user); service workers
+The CLI calls ``train_attempt`` / ``evaluate_attempt`` (errors propagate to the user); service workers
 call ``run_training_attempt`` / ``run_test_attempt``, which record a failure and return.
 """
 
@@ -34,7 +34,7 @@ def train_command(config: KshotConfig, params: Params) -> dict[str, Any]:
     return {"config": config.to_dict(), "params": params.to_dict()}
 
 
-def test_command(model: str | Path, config: KshotConfig, params_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def eval_command(model: str | Path, config: KshotConfig, params_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"model": str(model), "config": config.to_dict(), "params": dict(params_overrides or {})}
 
 
@@ -81,7 +81,7 @@ def train_attempt(store: AttemptStore, attempt_id: int, config: KshotConfig, par
         return trainer.train(resume=resume)
 
 
-def test_attempt(store: AttemptStore, attempt_id: int, model: str | Path, config: KshotConfig,
+def evaluate_attempt(store: AttemptStore, attempt_id: int, model: str | Path, config: KshotConfig,
                  params_overrides: dict[str, Any] | None = None, accelerator=None) -> dict[str, Any]:
     """Few-shot evaluation of a saved model, recorded as the attempt's test results (step 0)."""
     from ..training import evaluate_model
@@ -120,7 +120,7 @@ def run_test_attempt(store: AttemptStore, attempt_id: int) -> None:
             if not isinstance(model, str) or not model:
                 raise ConfigError("The attempt's command has no 'model' (the folder of a saved model) to test.")
             config = KshotConfig.from_dict(attempt.command.get("config") or {})
-        test_attempt(store, attempt_id, model, config, attempt.command.get("params") or {})
+        evaluate_attempt(store, attempt_id, model, config, attempt.command.get("params") or {})
     except Exception as err:
         logger.warning("Attempt %s failed: %s", attempt.name, err)
 

@@ -10,6 +10,12 @@ from .base import MetaAlgorithm
 # name → "module:Class"; modules are imported only when their algorithm is used.
 _REGISTRY: dict[str, str] = {
     "reptile": "kshot.algorithms.reptile:Reptile",
+    "fomaml": "kshot.algorithms.maml:FOMAML",
+    "maml": "kshot.algorithms.maml:MAML",
+    "metasgd": "kshot.algorithms.metasgd:MetaSGD",
+    "anil": "kshot.algorithms.anil:ANIL",
+    "finetune": "kshot.algorithms.finetune:Finetune",
+    "transfer": "kshot.algorithms.transfer:Transfer",
     "protonet": "kshot.algorithms.protonet:ProtoNet",
     "matchnet": "kshot.algorithms.matchnet:MatchingNet",
     "relationnet": "kshot.algorithms.relationnet:RelationNet",

@@ -83,6 +83,12 @@ class Params(ConfigSection):
     outer_lr: float = field(1.0, help="Outer step size: interpolation factor (outer_optimizer=none) or the outer optimizer's learning rate.")
     outer_optimizer: Literal["none", "sgd", "adam"] = field("none", help="'none': θ ← θ + outer_lr·mean(θ′−θ); 'sgd'/'adam': the pseudo-gradient θ−θ′ goes to that optimizer.")
     outer_lr_schedule: Literal["constant", "linear"] = field("linear", help="Outer learning rate over meta_steps: constant, or linear decay to zero.")
+    # Gradient-based meta-learners (maml, fomaml, metasgd, anil) and the transfer baseline.
+    meta_lr: float = field(5e-5, help="Adam learning rate of the meta-parameters of maml, fomaml, metasgd, anil and transfer (reptile uses outer_lr). Meta-gradients are true gradients, so this is a fine-tuning-sized rate (about 1e-5 to 1e-4 for MiniLM/BERT), not reptile's interpolation factor 1.0. Follows outer_lr_schedule.")
+    first_order: bool = field(False, help="maml: drop the second-order terms (maml then equals fomaml); no graph of the inner loop is kept.")
+    second_order_steps: int | None = field(None, help="maml: second-order terms only through the last n inner steps, the earlier ones first-order (memory and time grow with n, not with inner_steps); null = through every step.")
+    metasgd_init_lr: float | None = field(None, help="metasgd: initial value of every learned per-parameter inner learning rate; null = inner_lr.")
+    metasgd_lr_lr: float | None = field(None, help="metasgd: Adam learning rate of the learned inner rates; null = metasgd_init_lr / 100, so a step moves a rate by about 1% of its start.")
     max_grad_norm: float | None = field(1.0, help="Clip each inner step's gradient norm; null = no clipping.")
     eval_every: int = field(50, help="Evaluate on validation tasks every this many outer steps (0 = never).")
     eval_tasks: int = field(8, help="Validation episodes per evaluation (sampled once, the same every time).")
@@ -118,6 +124,9 @@ class Params(ConfigSection):
                 raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
         if self.n_way is not None and self.n_way < 2:
             raise ConfigError(f"'{prefix}n_way' must be at least 2 or null, got {self.n_way}.")
+        for key in ("meta_lr", "second_order_steps", "metasgd_init_lr", "metasgd_lr_lr"):
+            if getattr(self, key) is not None and getattr(self, key) < 0:
+                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
         for key in ("inner_lr", "outer_lr"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")

@@ -1,0 +1,236 @@
+"""The functional core of the gradient-based meta-learners (maml, fomaml, metasgd, anil, and the
+learned optimizer built on top of them).
+
+Weights live in a :data:`ParamDict` (parameter name → tensor) instead of inside the model, and the
+model is run on them with :func:`torch.func.functional_call`; so any
+``AutoModelForSequenceClassification`` works unchanged, and the adapted weights θ′ can stay a
+differentiable function of the initialisation θ (and of learned learning rates).
+
+The pieces, from small to large:
+
+- :func:`trainable_names`, :func:`head_names`, :func:`params_of` — which weights take part;
+- :func:`logits_of`, :func:`loss_of` — the model run on a ParamDict;
+- :class:`InnerUpdate` (:class:`SGDUpdate`, :class:`AdamUpdate`) — one inner step θ ← θ − lr·u(g),
+  written with out-of-place tensor ops so it is differentiable; ``lr`` is a float or a ParamDict
+  of per-element rates (Meta-SGD). A learned optimizer is another ``InnerUpdate``;
+- :func:`inner_loop` — ``steps`` inner steps on support batches → θ′, with second-order terms
+  switched per step (MAML, first-order MAML, truncated second order);
+- :func:`query_gradients` — ∂ L_query(θ′) / ∂ (meta-tensors): the meta-gradient of one task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import ModelError
+
+ParamDict = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------- weights
+def trainable_names(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters that are meta-learned (``requires_grad``), in ``named_parameters`` order."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def head_names(model: torch.nn.Module) -> list[str]:
+    """The classification head: trainable parameters outside the pretrained body.
+
+    Hugging Face classifiers keep the body under ``base_model_prefix`` (``bert.``, ``roberta.``, ...);
+    everything else (``classifier``, ``pre_classifier``, ``score``) is the head. A model without a
+    ``base_model_prefix`` names its head ``classifier``/``score``.
+    """
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    names = trainable_names(model)
+    if prefix and any(n.startswith(prefix + ".") for n in names):
+        head = [n for n in names if not n.startswith(prefix + ".")]
+    else:
+        head = [n for n in names if n.split(".")[0] in ("classifier", "score", "pre_classifier")]
+    if not head or len(head) == len(names):
+        raise ModelError(
+            f"Cannot tell the classification head of {type(model).__name__} from its body "
+            f"(base_model_prefix={prefix!r}); anil needs a model whose head parameters are outside the "
+            "base model, as in every AutoModelForSequenceClassification."
+        )
+    return head
+
+
+def params_of(model: torch.nn.Module, names: Sequence[str] | None = None) -> ParamDict:
+    """The model's own Parameters by name (the leaves gradients flow back to)."""
+    named = dict(model.named_parameters())
+    return {n: named[n] for n in (names if names is not None else trainable_names(model))}
+
+
+# ---------------------------------------------------------------------------------------- forward
+def logits_of(model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False) -> torch.Tensor:
+    """The model's logits with ``params`` in place of its own weights (buffers and the rest stay).
+
+    ``double_backward``: the graph will be differentiated twice (a second-order inner step); the
+    fused attention kernels have no second derivative, so attention runs on the composite "math"
+    kernel. ``checkpointed``: keep only the inputs and recompute the forward pass in the backward
+    pass; the recomputation re-enters ``functional_call`` (Hugging Face's own per-layer
+    checkpointing would recompute with the module's weights instead of ``params``).
+    """
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    names = list(params)
+
+    def forward(*tensors: torch.Tensor) -> torch.Tensor:
+        kernel = sdpa_kernel(SDPBackend.MATH) if double_backward else contextlib.nullcontext()
+        with kernel:
+            return functional_call(model, dict(zip(names, tensors)), (), inputs).logits
+
+    tensors = [params[n] for n in names]
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(forward, *tensors, use_reentrant=False)
+    return forward(*tensors)
+
+
+def loss_of(model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False) -> torch.Tensor:
+    """Mean cross-entropy of the model on ``batch`` (which holds ``labels``) with ``params``."""
+    logits = logits_of(model, params, batch, double_backward, checkpointed)
+    return F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, batch["labels"])
+
+
+# ---------------------------------------------------------------------------------------- inner updates
+LearningRate = float | ParamDict
+
+
+def _lr(lr: LearningRate, name: str) -> float | torch.Tensor:
+    return lr[name] if isinstance(lr, dict) else lr
+
+
+class InnerUpdate(Protocol):
+    """One differentiable inner step. ``state`` starts from :meth:`init_state` for every task."""
+
+    def init_state(self, params: ParamDict) -> Any: ...
+
+    def __call__(self, params: ParamDict, grads: ParamDict, lr: LearningRate, state: Any) -> tuple[ParamDict, Any]: ...
+
+
+class SGDUpdate:
+    """θ ← θ − lr·g."""
+
+    def init_state(self, params: ParamDict) -> None:
+        return None
+
+    def __call__(self, params, grads, lr, state):
+        return {n: p - _lr(lr, n) * grads[n] for n, p in params.items()}, state
+
+
+class AdamUpdate:
+    """Adam written out of place, so the step is differentiable (second-order through the moments)."""
+
+    def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.betas, self.eps = betas, eps
+
+    def init_state(self, params: ParamDict) -> dict[str, Any]:
+        return {"t": 0, "m": {n: torch.zeros_like(p) for n, p in params.items()}, "v": {n: torch.zeros_like(p) for n, p in params.items()}}
+
+    def __call__(self, params, grads, lr, state):
+        b1, b2 = self.betas
+        t = state["t"] + 1
+        m = {n: b1 * state["m"][n] + (1 - b1) * g for n, g in grads.items()}
+        v = {n: b2 * state["v"][n] + (1 - b2) * g * g for n, g in grads.items()}
+        c1, c2 = 1 - b1**t, 1 - b2**t
+        # sqrt(v + tiny) rather than sqrt(v): the derivative of sqrt at exactly 0 (an unused weight)
+        # is infinite and would turn the second-order meta-gradient into NaN.
+        new = {n: p - _lr(lr, n) * (m[n] / c1) / (torch.sqrt(v[n] / c2 + 1e-30) + self.eps) for n, p in params.items()}
+        return new, {"t": t, "m": m, "v": v}
+
+
+def make_inner_update(name: str) -> InnerUpdate:
+    """The inner update named by ``params.inner_optimizer``."""
+    return AdamUpdate() if name == "adam" else SGDUpdate()
+
+
+def clip_by_total_norm(grads: ParamDict, max_norm: float) -> ParamDict:
+    """Differentiable ``clip_grad_norm_``: scale every gradient by min(1, max_norm / ‖g‖)."""
+    norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values()))
+    scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    return {n: g * scale.to(g.dtype) for n, g in grads.items()}
+
+
+# ---------------------------------------------------------------------------------------- inner loop
+def inner_loop(
+    model: torch.nn.Module,
+    params: ParamDict,
+    batches: Iterable[Batch],
+    lr: LearningRate,
+    update: InnerUpdate,
+    adapt: Sequence[str] | None = None,
+    second_order: Callable[[int], bool] | bool = False,
+    track_meta: bool = True,
+    max_grad_norm: float | None = None,
+    checkpointed: bool = False,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+) -> tuple[ParamDict, list[float]]:
+    """Adapt ``params`` with one inner step per batch; returns (θ′, the loss of every step).
+
+    ``adapt``: names updated in the inner loop (default: all of ``params``; anil: the head); the
+    others stay the very tensors of ``params``. ``second_order(i)``: keep the graph of step ``i``'s
+    gradient (MAML), or treat that gradient as a constant (first-order MAML); a bool applies to
+    every step. ``track_meta=False``: θ′ is not needed as a function of θ (adaptation at test time),
+    so each step starts from detached weights and no graph is kept.
+    """
+    names = list(adapt) if adapt is not None else list(params)
+    current = dict(params)
+    if not track_meta:
+        current = {n: p.detach().requires_grad_(n in names) for n, p in current.items()}
+    state = update.init_state({n: current[n].detach() for n in names})
+    losses = []
+    for i, batch in enumerate(batches):
+        keep = second_order(i) if callable(second_order) else second_order
+        keep = keep and track_meta
+        with autocast():
+            loss = loss_of(model, current, batch, double_backward=keep, checkpointed=checkpointed)
+        grads = torch.autograd.grad(loss, [current[n] for n in names], create_graph=keep, allow_unused=True)
+        grads = {n: torch.zeros_like(current[n]) if g is None else g for n, g in zip(names, grads)}
+        if max_grad_norm is not None:
+            grads = clip_by_total_norm(grads, max_grad_norm)
+        if track_meta:
+            new, state = update({n: current[n] for n in names}, grads, lr, state)
+        else:
+            with torch.no_grad():
+                new, state = update({n: current[n] for n in names}, grads, _detached(lr), state)
+            new = {n: p.requires_grad_() for n, p in new.items()}
+        current.update(new)
+        losses.append(float(loss.detach()))
+    return current, losses
+
+
+def _detached(lr: LearningRate) -> LearningRate:
+    return {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
+
+
+def query_gradients(
+    model: torch.nn.Module,
+    adapted: ParamDict,
+    query: Batch,
+    wrt: Sequence[torch.Tensor],
+    checkpointed: bool = False,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+) -> tuple[list[torch.Tensor], float]:
+    """The meta-gradient of one task: ∂ L(θ′, query) / ∂ ``wrt`` (zeros where ``wrt`` is unused)."""
+    with autocast():
+        loss = loss_of(model, adapted, query, checkpointed=checkpointed)
+    grads = torch.autograd.grad(loss, list(wrt), allow_unused=True)
+    return [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)], float(loss.detach())
+
+
+@torch.no_grad()
+def logits_in_batches(model: torch.nn.Module, params: ParamDict, batches: Iterable[tuple[Any, Batch]], n: int, num_labels: int, device) -> torch.Tensor:
+    """Logits with ``params`` for every example, gathered back into the original order."""
+    out = torch.zeros(n, num_labels)
+    for idx, batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out[torch.as_tensor(idx)] = logits_of(model, params, batch).float().cpu()
+    return out

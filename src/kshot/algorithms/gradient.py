@@ -1,0 +1,188 @@
+"""The wrapper shared by the gradient-based meta-learners (maml, fomaml, metasgd, anil).
+
+The model's own Parameters are the initialisation θ and are never overwritten by an inner loop: a
+task's adapted weights θ′ live in a :data:`~kshot.algorithms.functional.ParamDict` computed by
+:func:`~kshot.algorithms.functional.inner_loop`, the query loss at θ′ is differentiated back to θ
+(and to any other meta-learned tensor), and an Adam step at ``params.meta_lr`` moves θ. ``adapt``
+keeps θ′ beside the model and ``predict`` runs the model on it, so ``reset`` is just forgetting θ′.
+
+Subclasses change the method through four hooks: :meth:`adapt_names` (which weights the inner loop
+updates), :meth:`inner_lr` (a float or learned per-weight rates), :meth:`second_order` (which inner
+steps keep their graph) and :meth:`outer_groups` (what the outer Adam optimizes, at which rate);
+``self.update`` is the inner update rule, the place for a learned optimizer.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import Episode, TaskExamples, collate, length_sorted_batches
+from ..errors import ConfigError
+from .base import MetaAlgorithm, autocast, reduce_mean, support_batches, to_device
+from .functional import LearningRate, ParamDict, inner_loop, logits_in_batches, make_inner_update, params_of, query_gradients, trainable_names
+from .reptile import sum_across_processes
+
+logger = logging.getLogger(__name__)
+
+
+class GradientMetaLearner(MetaAlgorithm):
+    """MAML (Finn et al., 2017) and the methods that differ from it by a hook."""
+
+    name = "maml"
+
+    def __init__(self, model, params, accelerator, pad_token_id):
+        super().__init__(model, params, accelerator, pad_token_id)
+        self.checkpointed = params.gradient_checkpointing
+        if self.checkpointed:
+            # Hugging Face's per-layer checkpointing recomputes with the module's own weights, not θ′;
+            # the functional forward pass is checkpointed as a whole instead (functional.logits_of).
+            disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+            disable()
+        self.names = trainable_names(model)
+        self.meta = params_of(model, self.names)
+        self.update = make_inner_update(params.inner_optimizer)
+        self.adapted: ParamDict | None = None
+        groups = self.outer_groups()
+        self.outer_optimizer = torch.optim.Adam(groups)
+        for group in self.outer_optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+
+    # ------------------------------------------------------------------ hooks
+    def adapt_names(self) -> list[str] | None:
+        """Weights the inner loop updates; None = every meta-learned weight."""
+        return None
+
+    def inner_lr(self) -> LearningRate:
+        return self.params.inner_lr
+
+    def second_order(self, steps: int) -> bool | Callable[[int], bool]:
+        """Which of ``steps`` inner steps keep their graph: params.first_order / second_order_steps."""
+        p = self.params
+        if p.first_order:
+            return False
+        if p.second_order_steps is None or p.second_order_steps >= steps:
+            return True
+        first = steps - p.second_order_steps
+        return lambda i: i >= first
+
+    def outer_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups of the outer Adam; every tensor in them receives a meta-gradient."""
+        return [{"params": list(self.meta.values()), "lr": self.params.meta_lr}]
+
+    def extra_state(self) -> dict[str, Any]:
+        """Meta-learned state besides θ (saved in checkpoints)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...
+
+    # ------------------------------------------------------------------ inner loop
+    def meta_tensors(self) -> list[torch.Tensor]:
+        return [t for group in self.outer_optimizer.param_groups for t in group["params"]]
+
+    def inner(self, support: TaskExamples, steps: int, seed: int, track_meta: bool) -> tuple[ParamDict, list[float]]:
+        """θ′ after ``steps`` inner steps on ``support``; its randomness (batch order, dropout) is ``seed``'s."""
+        p = self.params
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        batches = (to_device(b, self.device) for b in support_batches(support, steps, p.inner_batch_size, self.pad_token_id, rng))
+        self.model.train()
+        return inner_loop(
+            self.model, self.meta, batches, self.inner_lr(), self.update, self.adapt_names(),
+            second_order=self.second_order(steps), track_meta=track_meta, max_grad_norm=p.max_grad_norm,
+            checkpointed=self.checkpointed, autocast=lambda: autocast(self.accelerator),
+        )
+
+    def meta_gradients(self, episodes: Sequence[Episode], total_tasks: int) -> tuple[list[torch.Tensor], dict[str, float]]:
+        """Mean over all processes' tasks of ∂ L_query(θ′) / ∂ meta_tensors(), and this process's metrics.
+
+        Every process ends with the same sum (one collective), so their parameters stay identical.
+        """
+        wrt = self.meta_tensors()
+        total = [torch.zeros_like(w) for w in wrt]
+        support_losses, query_losses = [], []
+        for ep in episodes:
+            if len(ep.query) == 0:
+                raise ConfigError(f"{self.name} learns from the query loss after adaptation, but the episodes have no query examples; set params.k_query to 1 or more.")
+            adapted, losses = self.inner(ep.support, self.params.inner_steps, ep.seed, track_meta=True)
+            query = to_device(collate(ep.query.input_ids, self.pad_token_id, ep.query.labels), self.device)
+            grads, loss = query_gradients(self.model, adapted, query, wrt, self.checkpointed, lambda: autocast(self.accelerator))
+            torch._foreach_add_(total, grads)
+            support_losses += losses
+            query_losses.append(loss)
+        total = sum_across_processes(self.accelerator, total)
+        torch._foreach_div_(total, float(total_tasks))
+        metrics = {"loss": float(np.mean(query_losses)) if query_losses else float("nan")}
+        if support_losses:
+            metrics["support_loss"] = float(np.mean(support_losses))
+        return total, metrics
+
+    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+        """One Adam step on the mean meta-gradient; ``loss`` is the query loss after adaptation."""
+        grads, metrics = self.meta_gradients(episodes, total_tasks)
+        for tensor, grad in zip(self.meta_tensors(), grads):
+            tensor.grad = grad
+        for group in self.outer_optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_scale
+        self.outer_optimizer.step()
+        self.outer_optimizer.zero_grad(set_to_none=True)
+        self.reset()
+        return reduce_mean(self.accelerator, metrics)
+
+    # ------------------------------------------------------------------ few-shot use
+    def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:
+        """The same inner loop as in meta-training (same update rule, same rates), without a graph."""
+        self.adapted, losses = self.inner(support, steps, seed, track_meta=False)
+        return {"loss": float(np.mean(losses)) if losses else float("nan")}
+
+    def reset(self) -> None:
+        self.adapted = None
+
+    def predict(self, task: TaskExamples, batch_size: int) -> np.ndarray:
+        if self.adapted is None:
+            return super().predict(task, batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        with autocast(self.accelerator):
+            logits = logits_in_batches(
+                self.model, self.adapted, length_sorted_batches(task, batch_size, self.pad_token_id), len(task),
+                self.model.config.num_labels, self.device,
+            )
+        self.model.train(was_training)
+        return logits.numpy()
+
+    def export_model(self, adapted: bool = False):
+        if not adapted or self.adapted is None:
+            self.reset()
+            return self.model
+        # Once per saved model (never per task): a copy holding θ′, so the model itself keeps θ.
+        model = copy.deepcopy(self.model)
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, value in self.adapted.items():
+                named[n].copy_(value)
+        return model
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "meta": [p.detach().cpu().clone() for p in self.model.parameters()],
+            "outer_optimizer": self.outer_optimizer.state_dict(),
+            **self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for p, value in zip(self.model.parameters(), state["meta"]):
+                p.copy_(value.to(p.device))
+        if state.get("outer_optimizer"):
+            self.outer_optimizer.load_state_dict(state["outer_optimizer"])
+            for group in self.outer_optimizer.param_groups:
+                group.setdefault("base_lr", group["lr"])
+        self.load_extra_state(state)
+        self.reset()

@@ -1,0 +1,210 @@
+"""The meta-gradients of maml, fomaml, metasgd and anil against references computed independently:
+finite differences, hand-run SGD, Hessian-vector products and plain training."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from kshot.algorithms.base import support_batches
+from kshot.algorithms.functional import head_names, loss_of
+from kshot.data import collate
+
+from .gradient_helpers import BagOfWords, build, episode, flat, params, tiny_bert
+
+MODELS = {"bert": tiny_bert, "bag_of_words": BagOfWords}
+
+
+def query_batch(ep):
+    return collate(ep.query.input_ids, 0, ep.query.labels)
+
+
+def meta_objective(alg, ep) -> float:
+    """J(θ) = L_query(θ′(θ)), evaluated with the algorithm's own inner loop."""
+    adapted, _ = alg.inner(ep.support, alg.params.inner_steps, ep.seed, track_meta=True)
+    return float(loss_of(alg.model, adapted, query_batch(ep)).detach())
+
+
+def directional_fd(alg, ep, direction, eps=1e-6) -> float:
+    meta = list(alg.meta.values())
+
+    def shifted(alpha: float) -> float:
+        with torch.no_grad():
+            torch._foreach_add_(meta, direction, alpha=alpha)
+        try:
+            return meta_objective(alg, ep)
+        finally:
+            with torch.no_grad():
+                torch._foreach_add_(meta, direction, alpha=-alpha)
+
+    return (shifted(eps) - shifted(-eps)) / (2 * eps)
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+@pytest.mark.parametrize("inner_optimizer", ["sgd", "adam"])
+def test_maml_meta_gradient_matches_finite_differences(model_name, inner_optimizer):
+    lr = 0.5 if inner_optimizer == "sgd" else 0.05
+    # Adam's normalised step g/(|g|+1e-8) bends sharply where a gradient is tiny: a smaller step.
+    fd_eps = 1e-6 if inner_optimizer == "sgd" else 1e-8
+    alg = build("maml", MODELS[model_name](), inner_optimizer=inner_optimizer, inner_lr=lr, inner_steps=2)
+    ep = episode(seed=3)
+    grads, _ = alg.meta_gradients([ep], total_tasks=1)
+    fo = build("fomaml", copy.deepcopy(alg.model), inner_optimizer=inner_optimizer, inner_lr=lr, inner_steps=2)
+    fo_grads, _ = fo.meta_gradients([ep], total_tasks=1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in alg.meta.values()]
+        fd = directional_fd(alg, ep, direction, fd_eps)
+        analytic = float(flat(grads) @ flat(direction))
+        assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-8)
+        # The check can fail: the first-order gradient misses the second-order terms.
+        first_order = float(flat(fo_grads) @ flat(direction))
+        assert abs(first_order - fd) > 1e-3 * max(abs(fd), 1e-3)
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_fomaml_gradient_is_query_gradient_after_hand_run_sgd(model_name):
+    model = MODELS[model_name]()
+    p = params(inner_steps=3, inner_batch_size=4)
+    ep = episode(seed=5)
+    reference = copy.deepcopy(model)
+    opt = torch.optim.SGD(reference.parameters(), lr=p.inner_lr)
+    for batch in support_batches(ep.support, p.inner_steps, p.inner_batch_size, 0, np.random.default_rng(ep.seed)):
+        opt.zero_grad()
+        reference(**batch).loss.backward()
+        opt.step()
+    opt.zero_grad()
+    reference(**query_batch(ep)).loss.backward()
+    expected = [q.grad for q in reference.parameters()]
+
+    fomaml = build("fomaml", model, inner_steps=3, inner_batch_size=4)
+    grads, _ = fomaml.meta_gradients([ep], total_tasks=1)
+    torch.testing.assert_close(flat(grads), flat(expected), rtol=1e-9, atol=1e-12)
+    maml_fo = build("maml", copy.deepcopy(model), inner_steps=3, inner_batch_size=4, first_order=True)
+    torch.testing.assert_close(flat(maml_fo.meta_gradients([ep], 1)[0]), flat(expected), rtol=1e-9, atol=1e-12)
+    truncated_to_zero = build("maml", copy.deepcopy(model), inner_steps=3, inner_batch_size=4, second_order_steps=0)
+    torch.testing.assert_close(flat(truncated_to_zero.meta_gradients([ep], 1)[0]), flat(expected), rtol=1e-9, atol=1e-12)
+
+
+def test_truncated_second_order_matches_hessian_vector_reference():
+    """Two SGD steps, second order through the last one only: g = u − lr·H₁u, with u = ∇L_q(θ₂) and
+    H₁ the support-loss Hessian at θ₁ (reached by a first-order step)."""
+    model = tiny_bert()
+    p = params(inner_steps=2, inner_batch_size=6, inner_lr=0.5)
+    ep = episode(seed=7)
+    batches = list(support_batches(ep.support, 2, p.inner_batch_size, 0, np.random.default_rng(ep.seed)))
+    names = [n for n, _ in model.named_parameters()]
+    theta = [q.detach().clone() for q in model.parameters()]
+
+    def loss_at(values, batch, twice=False):
+        return loss_of(model, dict(zip(names, values)), batch, double_backward=twice)
+
+    g0 = torch.autograd.grad(loss_at([t.requires_grad_() for t in theta], batches[0]), theta)
+    theta1 = [(t - p.inner_lr * g).detach().requires_grad_() for t, g in zip(theta, g0)]
+    g1 = torch.autograd.grad(loss_at(theta1, batches[1]), theta1)
+    theta2 = [(t - p.inner_lr * g).detach().requires_grad_() for t, g in zip(theta1, g1)]
+    u = torch.autograd.grad(loss_at(theta2, query_batch(ep)), theta2)
+    _, hvp = torch.autograd.functional.vhp(lambda *v: loss_at(list(v), batches[1], twice=True), tuple(theta1), tuple(u))
+    expected = [a - p.inner_lr * b for a, b in zip(u, hvp)]
+
+    alg = build("maml", model, inner_steps=2, inner_batch_size=6, second_order_steps=1)
+    grads, _ = alg.meta_gradients([ep], total_tasks=1)
+    torch.testing.assert_close(flat(grads), flat(expected), rtol=1e-8, atol=1e-11)
+    full = build("maml", copy.deepcopy(model), inner_steps=2, inner_batch_size=6)
+    assert not torch.allclose(flat(full.meta_gradients([ep], 1)[0]), flat(expected), rtol=1e-4)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "metasgd", "anil"])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_no_inner_steps_is_plain_training_on_the_query_set(algorithm, model_name):
+    model = MODELS[model_name]()
+    ep = episode(seed=11)
+    plain = copy.deepcopy(model)
+    plain(**query_batch(ep)).loss.backward()
+    expected = [q.grad for q in plain.parameters()]
+
+    alg = build(algorithm, model, inner_steps=0)
+    grads, _ = alg.meta_gradients([ep], total_tasks=1)
+    n = len(expected)
+    torch.testing.assert_close(flat(grads[:n]), flat(expected), rtol=1e-10, atol=1e-13)
+    if algorithm == "metasgd":  # the learned rates had nothing to act on
+        assert float(flat(grads[n:]).abs().max()) == 0.0
+
+
+def test_meta_gradient_is_the_mean_over_tasks():
+    model = tiny_bert()
+    eps = [episode(seed=s) for s in (1, 2, 3)]
+    alg = build("maml", model)
+    together, _ = alg.meta_gradients(eps, total_tasks=3)
+    separate = [flat(alg.meta_gradients([e], total_tasks=1)[0]) for e in eps]
+    torch.testing.assert_close(flat(together), sum(separate) / 3, rtol=1e-10, atol=1e-13)
+
+
+def test_gradient_checkpointing_gives_the_same_meta_gradient():
+    from types import SimpleNamespace
+
+    from kshot.training.setup import build_algorithm
+
+    ep = episode(seed=4)
+    results = []
+    for checkpointing in (False, True):
+        model = tiny_bert(dropout=0.1)  # dropout on: the recomputation must replay the same masks
+        alg = build_algorithm(model, params(algorithm="maml", gradient_checkpointing=checkpointing), None, SimpleNamespace(pad_token_id=0))
+        results.append(flat(alg.meta_gradients([ep], total_tasks=1)[0]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_anil_inner_loop_leaves_the_body_untouched(model_name):
+    model = MODELS[model_name]()
+    alg = build("anil", model, inner_steps=3)
+    head = set(head_names(model))
+    assert head and all(not n.startswith(model.base_model_prefix + ".") for n in head)
+    before = {n: q.detach().clone() for n, q in model.named_parameters()}
+    ep = episode(seed=2)
+    for track_meta in (True, False):
+        adapted, _ = alg.inner(ep.support, 3, ep.seed, track_meta=track_meta)
+        for n, value in adapted.items():
+            if n in head:
+                assert not torch.equal(value.detach(), before[n]), n
+            else:
+                assert torch.equal(value.detach(), before[n]), n
+    # …while the outer loop does train the body (through the head's adaptation).
+    grads, _ = alg.meta_gradients([ep], total_tasks=1)
+    body = [g for (n, _), g in zip(model.named_parameters(), grads) if n not in head]
+    assert float(flat(body).abs().max()) > 0
+
+
+def test_metasgd_learning_rates_receive_gradients_and_change():
+    alg = build("metasgd", tiny_bert(), metasgd_init_lr=0.3, metasgd_lr_lr=0.01)
+    start = flat([t.detach() for t in alg.lrs.values()])
+    assert torch.all(start == 0.3)
+    grads, _ = alg.meta_gradients([episode(seed=1)], total_tasks=1)
+    lr_grads = flat(grads[len(alg.meta) :])
+    assert lr_grads.numel() == start.numel() and float(lr_grads.abs().max()) > 0
+    alg.meta_step([episode(seed=1), episode(seed=2)], step=0, total_tasks=2)
+    moved = flat([t.detach() for t in alg.lrs.values()]) - start
+    assert float(moved.abs().max()) == pytest.approx(0.01, rel=1e-3)  # Adam's first step: ±lr
+    assert float((moved != 0).float().mean()) > 0.5
+
+
+def test_adapt_starts_from_the_meta_parameters_and_reset_forgets():
+    model = tiny_bert()
+    alg = build("maml", model)
+    ep = episode(seed=8)
+    before = alg.predict(ep.query, batch_size=4)
+    alg.adapt(ep.support, steps=3, seed=1)
+    adapted = alg.predict(ep.query, batch_size=4)
+    assert not np.allclose(before, adapted)
+    alg.reset()
+    np.testing.assert_allclose(alg.predict(ep.query, batch_size=4), before)
+    alg.adapt(ep.support, steps=3, seed=1)  # adapting again gives the same weights: θ was not moved
+    np.testing.assert_allclose(alg.predict(ep.query, batch_size=4), adapted)
+    exported = alg.export_model(adapted=True)
+    assert exported is not model
+    with torch.no_grad():
+        direct = exported(**query_batch(ep)).logits.numpy()
+    np.testing.assert_allclose(direct, adapted, rtol=1e-6)

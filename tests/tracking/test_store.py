@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -150,6 +151,16 @@ def test_cancel_requests(store):
     assert store.get_attempt("done").status == "completed" and not store.cancel_requested(done.id)
     with pytest.raises(AttemptNotFound):
         store.request_cancel(done.id + 100)
+
+
+def test_a_worker_never_starts_an_attempt_cancelled_while_queued(store):
+    attempt = store.create_attempt("a", "train", COMMAND)
+    store.request_cancel(attempt.id)
+    assert store.start_attempt(attempt.id) is None  # the worker picked it up too late
+    assert store.get_attempt(attempt.id).status == "cancelled"
+    restarted = store.start_attempt(attempt.id, total_steps=8, resume=True)  # `kshot train --resume`: on purpose
+    assert restarted.status == "running" and not restarted.cancel_requested and restarted.total_steps == 8
+    assert restarted.finished_at is None and restarted.worker.endswith(f":{os.getpid()}")
 
 
 def test_fail_interrupted_marks_only_dead_runs(store):

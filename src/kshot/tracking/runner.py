@@ -68,26 +68,33 @@ def error_text(err: BaseException) -> str:
 
 def train_attempt(store: AttemptStore, attempt_id: int, config: KshotConfig, params: Params, *, resume: bool = False,
                   accelerator=None, callbacks: list | None = None):
-    """Meta-train, recording into the attempt; on an error the attempt is marked failed and the error re-raised."""
+    """Meta-train, recording into the attempt; on an error the attempt is marked failed and the error re-raised.
+
+    Returns the TrainResult, or None when the attempt was cancelled before it started.
+    """
     from ..training import MetaTrainer
 
     if accelerator is not None and not accelerator.is_main_process:
         # Under `accelerate launch` the main process alone writes the attempt.
         return MetaTrainer(config, params, callbacks=callbacks, accelerator=accelerator).train(resume=resume)
     with recording_failure(store, attempt_id):
-        store.start_attempt(attempt_id, total_steps=params.meta_steps)
+        if store.start_attempt(attempt_id, total_steps=params.meta_steps, resume=resume) is None:
+            logger.info("Attempt %s was cancelled before it started.", attempt_id)
+            return None
         tracking = TrackingCallback(store, attempt_id)
         trainer = MetaTrainer(config, params, callbacks=[tracking, *(callbacks or [])], accelerator=accelerator)
         return trainer.train(resume=resume)
 
 
 def evaluate_attempt(store: AttemptStore, attempt_id: int, model: str | Path, config: KshotConfig,
-                 params_overrides: dict[str, Any] | None = None, accelerator=None) -> dict[str, Any]:
-    """Few-shot evaluation of a saved model, recorded as the attempt's test results (step 0)."""
+                     params_overrides: dict[str, Any] | None = None, accelerator=None) -> dict[str, Any] | None:
+    """Few-shot evaluation of a saved model, recorded as the attempt's test results (step 0); None if cancelled first."""
     from ..training import evaluate_model
 
     with recording_failure(store, attempt_id):
-        store.start_attempt(attempt_id)
+        if store.start_attempt(attempt_id) is None:
+            logger.info("Attempt %s was cancelled before it started.", attempt_id)
+            return None
         results = evaluate_model(model, config, params_overrides, accelerator=accelerator)
         store.add_evaluation(attempt_id, 0, "test", results)
         # Evaluation cannot stop half-way; a cancel asked meanwhile still keeps the results.
@@ -98,7 +105,7 @@ def evaluate_attempt(store: AttemptStore, attempt_id: int, model: str | Path, co
 
 def run_training_attempt(store: AttemptStore, attempt_id: int, *, resume: bool = False) -> None:
     """Train as the attempt's command says; any error ends the attempt 'failed' with its text (nothing raised)."""
-    attempt = _runnable(store, attempt_id, "train")
+    attempt = _runnable(store, attempt_id, "train", resume)
     if attempt is None:
         return
     try:
@@ -125,13 +132,13 @@ def run_test_attempt(store: AttemptStore, attempt_id: int) -> None:
         logger.warning("Attempt %s failed: %s", attempt.name, err)
 
 
-def _runnable(store: AttemptStore, attempt_id: int, kind: str) -> AttemptRecord | None:
+def _runnable(store: AttemptStore, attempt_id: int, kind: str, resume: bool = False) -> AttemptRecord | None:
     attempt = store.get_attempt(attempt_id)
     if attempt is None:
         raise AttemptNotFound(f"No attempt with id {attempt_id}.")
     if attempt.kind != kind:
         raise AttemptError(f"Attempt '{attempt.name}' is a {attempt.kind} attempt, not a {kind} attempt.")
-    if attempt.status == "cancelled":
+    if attempt.status == "cancelled" and not resume:
         logger.info("Attempt %s was cancelled before it started.", attempt.name)
         return None
     return attempt

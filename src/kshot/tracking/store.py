@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,13 +98,23 @@ class AttemptStore:
             raise AttemptExists(f"An attempt named '{fields.get('name')}' exists already; choose another name.") from None
         return _record(row)
 
-    def start_attempt(self, attempt_id: int, total_steps: int | None = None) -> AttemptRecord:
-        """Mark it running in this process (a fresh start or a resume): clears the previous error and cancel."""
-        fields: dict[str, Any] = {"status": "running", "started_at": utcnow(), "finished_at": None, "error": None,
-                                  "cancel_requested": False, "worker": this_worker()}
+    def start_attempt(self, attempt_id: int, total_steps: int | None = None, *, resume: bool = False) -> AttemptRecord | None:
+        """Mark it running in this process, clearing a previous error and cancel; None if it was cancelled first.
+
+        One conditional UPDATE, so a cancel that lands while a worker picks the attempt up is never
+        overwritten; ``resume=True`` restarts a cancelled (or failed) attempt on purpose.
+        """
+        values: dict[str, Any] = {"status": "running", "started_at": utcnow(), "finished_at": None, "error": None,
+                                  "cancel_requested": False, "worker": this_worker(), "updated_at": utcnow()}
         if total_steps is not None:
-            fields["total_steps"] = total_steps
-        return self.update_attempt(attempt_id, **fields)
+            values["total_steps"] = total_steps
+        query = update(Attempt).where(Attempt.id == attempt_id)
+        if not resume:
+            query = query.where(Attempt.status != "cancelled")
+        with self._sessions.begin() as session:
+            started = session.execute(query.values(**values)).rowcount
+            self._get(session, attempt_id)
+        return self.get_attempt(attempt_id) if started else None
 
     def finish_attempt(self, attempt_id: int, status: str, *, metrics: dict | None = None, error: str | None = None) -> AttemptRecord:
         fields: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}

@@ -20,6 +20,7 @@ _REGISTRY: dict[str, str] = {
     "matchnet": "kshot.algorithms.matchnet:MatchingNet",
     "relationnet": "kshot.algorithms.relationnet:RelationNet",
     "siamese": "kshot.algorithms.siamese:Siamese",
+    "learned_optimizer": "kshot.algorithms.learned_optimizer:LearnedOptimizerAlgorithm",
 }
 
 

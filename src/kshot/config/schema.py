@@ -108,6 +108,18 @@ class Params(ConfigSection):
     scorer_hidden: int = field(128, help="Hidden units of the learned scorer of relationnet and siamese.")
     siamese_neighbors: int = field(3, help="siamese: a class scores the mean pair score of its this many most similar support examples (all of them if it has fewer).")
     metric_finetune: bool = field(False, help="Metric-based algorithms: at adaptation, first fine-tune on the support set (eval_inner_steps steps, inner_lr, inner_optimizer) with the algorithm's own loss on random halves of each class; false = embed the support set only.")
+    # learned_optimizer (it also uses meta_lr for the initialisation and first_order, see their help).
+    lopt_kind: Literal["mlp", "lstm"] = field("mlp", help="learned_optimizer: the network shared by every parameter coordinate: 'mlp', or 'lstm' with a hidden state per coordinate (memory grows with lopt_hidden × model size).")
+    lopt_hidden: int = field(16, help="learned_optimizer: hidden units of the coordinate-wise network.")
+    lopt_lr: float = field(1e-3, help="learned_optimizer: Adam learning rate of the learned optimizer's own weights (the initialisation uses meta_lr). With first_order the optimizer's inputs are detached: no second derivatives of the loss, much less memory.")
+    lopt_max_step: float | None = field(0.01, help="learned_optimizer: bound on each coordinate's update per inner step (max_step·tanh(Δ/max_step)); null = unbounded.")
+    lopt_per_tensor_scales: bool = field(True, help="learned_optimizer: learn one step-size scale per parameter tensor (keyed by name; names it has not seen get 1).")
+    lopt_meta_init: bool = field(True, help="learned_optimizer: also meta-learn the initialisation (false: the loaded weights stay the starting point; only the update rule is learned).")
+    lopt_truncate: int | None = field(None, help="learned_optimizer: back-propagate through the last n inner steps only (a truncated unroll; the initialisation gets the earlier steps' gradient straight through); null = the whole unroll.")
+    lopt_checkpoint_segment: int = field(0, help="learned_optimizer: gradient checkpointing of the unroll: keep the state every this many inner steps and recompute each segment in the backward pass; 0 = keep every step's activations.")
+    lopt_path_loss_weight: float = field(0.0, help="learned_optimizer: meta-loss = query loss + this × mean support loss along the unroll.")
+    lopt_meta_grad_clip: float | None = field(1.0, help="learned_optimizer: clip the meta-gradient's norm (separately for the initialisation and the optimizer's weights); null = no clipping.")
+    lopt_path: str | None = field(None, help="learned_optimizer: folder holding learned_optimizer.safetensors/.json to start from or to adapt with (e.g. one learned on another model of the same family); null = the model folder's own, or a fresh one for training.")
 
     def validate(self, prefix: str = "") -> None:
         from ..algorithms import available

@@ -120,7 +120,7 @@ class LearnedOptimizerAlgorithm(MetaAlgorithm):
         metrics = {"loss": float(np.mean(query_losses)), "support_loss": float(np.mean(support_losses)) if p.inner_steps else float("nan")}
         metrics = reduce_mean(self.accelerator, metrics)
         metrics["skipped"] = 0.0 if applied else 1.0
-        metrics["lopt_lr"] = math.exp(float(self.lopt.log_lr))
+        metrics["lopt_lr"] = math.exp(float(self.lopt.log_lr.detach()))
         return metrics
 
     def apply_meta_gradients(self, init_grads: list[torch.Tensor], lopt_grads: list[torch.Tensor], lr_scale: float = 1.0, step: int = -1) -> bool:

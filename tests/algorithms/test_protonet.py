@@ -74,3 +74,41 @@ def test_meta_training_beats_the_untrained_init(tmp_path, tiny_model_dir, review
 @pytest.mark.parametrize("finetune", [False, True])
 def test_adapted_folder_predicts_like_the_in_memory_protonet(tmp_path, tiny_model_dir, review_json, finetune):
     assert_adapted_folder_predicts_like_memory(tmp_path, tiny_model_dir, review_json, "protonet", metric_finetune=finetune)
+
+
+def test_adapted_folder_card_and_plain_transformers_recipe(tmp_path, tiny_model_dir, review_json):
+    """The card of an adapted protonet folder says how to use it, and its recipe with `transformers`
+    alone (mean pooling + the prototypes as a linear head) gives `kshot predict`'s labels."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from kshot.training import MetaTrainer
+    from kshot.training.fewshot import adapt_model, predict_texts
+
+    from .. import synthetic
+    from .metric_helpers import run_config, run_params, write_support_csv
+
+    config = run_config(tmp_path, tiny_model_dir, review_json)
+    MetaTrainer(config, run_params("protonet", meta_steps=10, test_after_train=False)).train()
+    assert "kshot adapt --model" in (tmp_path / "out" / "README.md").read_text()
+    pool = synthetic.make_examples(6, 40, seed=5)
+    rows = [r for r in pool if r["label"] == "positive"][:5] + [r for r in pool if r["label"] == "negative"][:5]
+    adapt_model(tmp_path / "out", write_support_csv(tmp_path / "support.csv", rows), tmp_path / "adapted")
+    card = (tmp_path / "adapted" / "README.md").read_text()
+    assert "metric_support.safetensors" in card and "pipeline(...)" in card and "2 * emb @ c.T" in card
+
+    texts = [r["text"] for r in synthetic.make_examples(6, 16, seed=7)]
+    folder = tmp_path / "adapted"
+    tok, enc = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    state = load_file(str(folder / "metric_support.safetensors"))
+    batch = tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        hidden = enc(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        emb = (hidden * mask).sum(1) / mask.sum(1)
+        c = state["prototypes"]
+        logits = 2 * emb @ c.T - (c * c).sum(1)
+    names = ["negative", "positive"]
+    by_recipe = [names[int(i)] for i in state["classes"][logits.argmax(1)]]
+    by_kshot = [p["label"] for p in predict_texts(folder, texts)]
+    assert by_recipe == by_kshot and len(set(by_kshot)) == 2

@@ -211,6 +211,23 @@ class MetricAlgorithm(MetaAlgorithm):
             out[start : start + batch_size, columns] = logits.float().cpu().numpy()
         return out
 
+    def usage_note(self, adapted: bool) -> str:
+        """How to use a saved folder (for its model card): the model's own head is not the classifier."""
+        if not adapted:
+            return (
+                f"This folder holds an encoder meta-trained by **{self.name}**; its classification head is not "
+                "trained (the classifier is built from a support set). Adapt it to your labels, then predict:\n\n"
+                "```bash\nkshot adapt --model PATH_TO_THIS_FOLDER --support support.csv --out adapted\n"
+                "kshot predict --model adapted --input texts.txt\n```"
+            )
+        return (
+            f"The classifier of this folder is the **{self.name}** support state in `{SUPPORT_FILE}`"
+            + (f" with the learned scorer in `{SCORER_FILE}`" if self.scorer is not None else "")
+            + ", applied to the mean-pooled embeddings of the encoder. `kshot predict --model "
+            "PATH_TO_THIS_FOLDER --input texts.txt` uses it. The folder loads with `transformers`, but the "
+            "model's own classification head is not trained: `pipeline(...)` on it does not give these predictions."
+        )
+
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         return {"meta": [m.cpu() for m in self.state.meta], "outer_optimizer": self.optimizer.state_dict()}

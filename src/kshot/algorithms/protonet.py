@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .metric import MetricAlgorithm
+from .metric import SUPPORT_FILE, MetricAlgorithm
 
 
 def prototypes(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,3 +43,26 @@ class ProtoNet(MetricAlgorithm):
 
     def scores(self, support, queries):
         return prototype_logits(queries, support["prototypes"], self.params.distance, self.params.cosine_scale)
+
+    def usage_note(self, adapted: bool) -> str:
+        note = super().usage_note(adapted)
+        if not adapted or self.params.distance != "euclidean":
+            return note
+        # The linear-head identity of the module docstring, written out for users without kshot.
+        return note + (
+            "\n\nWith `transformers` and `safetensors` alone (squared Euclidean distance: a linear head over "
+            "the mean-pooled embedding):\n\n```python\nimport torch\n"
+            "from safetensors.torch import load_file\n"
+            "from transformers import AutoModel, AutoTokenizer\n\n"
+            'folder = "PATH_TO_THIS_FOLDER"\n'
+            "tok, enc = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()\n"
+            f'state = load_file(f"{{folder}}/{SUPPORT_FILE}")  # classes: label ids; prototypes: one row each\n'
+            f'batch = tok(["a text to classify"], padding=True, truncation=True, max_length={self.params.max_length}, return_tensors="pt")\n'
+            "with torch.no_grad():\n"
+            "    hidden = enc(**batch).last_hidden_state\n"
+            '    mask = batch["attention_mask"].unsqueeze(-1).float()\n'
+            "    emb = (hidden * mask).sum(1) / mask.sum(1)\n"
+            '    c = state["prototypes"]\n'
+            "    logits = 2 * emb @ c.T - (c * c).sum(1)  # = -||emb - c||^2 + ||emb||^2\n"
+            'label_id = state["classes"][logits.argmax(1)]\n```'
+        )

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..algorithms.metric import has_saved_support
+from ..algorithms.metric import MetricAlgorithm, has_saved_support
 from ..config import KshotConfig, Params
 from ..data import TaskExamples, collate
 from ..data.tokenization import tokenize_examples
@@ -129,6 +129,8 @@ def adapt_model(model_dir: str | Path, support_file: str | Path, out_dir: str | 
         "config": meta_in.get("config", {}),
         "title": "kshot adapted text classifier",
     }
+    if isinstance(algorithm, MetricAlgorithm):
+        meta["usage"] = algorithm.usage_note(adapted=True)
     model_out = accelerator.unwrap_model(algorithm.export_model(adapted=True))
     save_model(model_out, tokenizer, out_dir, meta, algorithm.extra_files())
     return {"out_dir": str(out_dir), "labels": label_names, "steps": n_steps, **stats}

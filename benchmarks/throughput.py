@@ -1,0 +1,177 @@
+"""Meta-training throughput and the inner loop's share of this machine's float32 matmul peak.
+
+Measures, in one run (so the ratios are meaningful on a noisy machine):
+1. the float32 matrix-multiply peak (GFLOP/s) with torch.mm at the model's own shapes;
+2. kshot's Reptile meta-training on real ARSC episodes: episodes/s, examples/s, and the inner
+   loop's achieved GFLOP/s (FLOPs counted by torch.utils.flop_counter on the same batches);
+3. optionally (--naive) the loop of the seed project, re-implemented for comparison: per task filter
+   the whole dataset by domain, tokenize the chosen examples, pad every batch to 512 tokens, deepcopy
+   the model, AdamW with a linear schedule for the inner epochs, score the query set, accumulate
+   (meta − fast) and step an outer AdamW.
+
+    .venv/bin/python benchmarks/throughput.py --steps 6 --naive-episodes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from kshot.config import KshotConfig, Params
+from kshot.data import collate
+from kshot.models import load_model, load_tokenizer, resolve_model_name
+from kshot.training.setup import build_algorithm, build_tasks, make_accelerator
+
+
+def matmul_peak(hidden: int, intermediate: int, tokens: int, seconds: float = 3.0) -> float:
+    """Best GFLOP/s of torch.mm over the model's large GEMM shapes (forward and backward shapes)."""
+    shapes = [(tokens, hidden, intermediate), (tokens, intermediate, hidden), (hidden, tokens, intermediate)]
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(3):
+            torch.mm(a, b)
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / len(shapes):
+            torch.mm(a, b)
+            reps += 1
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def count_flops(model, batch) -> int:
+    with FlopCounterMode(display=False) as counter:
+        loss = model(**batch).loss
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def kshot_throughput(config: KshotConfig, params: Params, steps: int) -> dict:
+    accelerator = make_accelerator(params)
+    name = resolve_model_name(config.model.name_or_path)
+    tokenizer = load_tokenizer(name)
+    tasks = build_tasks(config, params, tokenizer)
+    model = load_model(name, tasks.collection.label_names)
+    algo = build_algorithm(model, params, accelerator, tokenizer)
+    sampler = tasks.sampler
+    from kshot.algorithms.base import support_batches
+
+    algo.meta_step(sampler.meta_batch(0), 0, params.meta_batch_size)  # warm-up (allocations)
+    timed = list(range(1, steps + 1))
+    t0 = time.perf_counter()
+    for step in timed:
+        algo.meta_step(sampler.meta_batch(step), step, params.meta_batch_size)
+    wall = time.perf_counter() - t0
+    # The inner loop alone on exactly the batches of the timed steps (same episodes, same batch
+    # order), timed apart from the query scoring and the outer update, then its FLOPs counted.
+    batches = [
+        batch
+        for step in timed
+        for ep in sampler.meta_batch(step)
+        for batch in support_batches(ep.support, params.inner_steps, params.inner_batch_size, tokenizer.pad_token_id, np.random.default_rng(ep.seed))
+    ]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    model.train()
+    t1 = time.perf_counter()
+    for batch in batches:
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    inner_time = time.perf_counter() - t1
+    flops = sum(count_flops(model, b) for b in batches)
+    n_episodes = steps * params.meta_batch_size
+    return {
+        "episodes_per_s": n_episodes / wall,
+        "examples_per_s": sum(len(b["input_ids"]) for b in batches) / wall,
+        "inner_loop_gflops_per_s": flops / inner_time / 1e9,
+        "inner_loop_share_of_wall": inner_time / wall,
+        "mean_tokens_per_example": float(np.mean([int(b["attention_mask"].sum()) / len(b["input_ids"]) for b in batches])),
+        "wall_s": wall,
+    }
+
+
+def naive_throughput(config: KshotConfig, params: Params, episodes: int, inner_epochs: int = 5, batch: int = 5, k: int = 10, l: int = 10) -> float:
+    """Episodes/s of the seed project's loop (see module docstring), on the same model and data."""
+    from kshot.data import load_tasks
+
+    collection = load_tasks(config.data)
+    rows = [(t.domain, text, int(lab)) for t in collection.train for text, lab in zip(t.texts, t.labels)]
+    domains = sorted({r[0] for r in rows})
+    name = resolve_model_name(config.model.name_or_path)
+    tokenizer = load_tokenizer(name)
+    meta = load_model(name, collection.label_names)
+    outer = torch.optim.AdamW(meta.parameters(), lr=1e-5)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(episodes):
+        domain = domains[rng.integers(len(domains))]
+        subset = [r for r in rows if r[0] == domain]  # filter the whole dataset per task
+        chosen = [subset[i] for i in rng.choice(len(subset), k + l, replace=False)]
+        enc = tokenizer([r[1] for r in chosen], padding="max_length", truncation=True, max_length=512, return_tensors="pt")
+        labels = torch.tensor([r[2] for r in chosen])
+        fast = copy.deepcopy(meta)
+        fast.train()
+        opt = torch.optim.AdamW(fast.parameters(), lr=5e-5)
+        total = inner_epochs * (k // batch)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / total)
+        for _ in range(inner_epochs):
+            for b in range(0, k, batch):
+                out = fast(input_ids=enc["input_ids"][b : b + batch], attention_mask=enc["attention_mask"][b : b + batch], labels=labels[b : b + batch])
+                opt.zero_grad()
+                out.loss.backward()
+                opt.step()
+                sched.step()
+        fast.eval()
+        with torch.no_grad():
+            fast(input_ids=enc["input_ids"][k:], attention_mask=enc["attention_mask"][k:])
+        outer.zero_grad()
+        for p, q in zip(meta.parameters(), fast.parameters()):
+            p.grad = p.detach() - q.detach()
+        outer.step()
+    return episodes / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/arsc")
+    ap.add_argument("--steps", type=int, default=6, help="Timed outer steps.")
+    ap.add_argument("--naive-episodes", type=int, default=0, help="Also time the seed project's loop on this many episodes.")
+    ap.add_argument("--set", action="append", default=[], help="params overrides, e.g. --set inner_steps=5")
+    ap.add_argument("--json", help="Write the figures here.")
+    args = ap.parse_args()
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    config = KshotConfig.from_dict({"data": {"format": "arsc", "path": args.data}, "logging": {"progress_bar": False}})
+    params = Params.from_dict({"meta_batch_size": 4, "k_support": 5, "k_query": 10, "inner_steps": 5, "inner_batch_size": 10, **overrides})
+    torch.manual_seed(0)
+    model = load_model(resolve_model_name(None), ["negative", "positive"])
+    cfg = model.config
+    peak = matmul_peak(cfg.hidden_size, cfg.intermediate_size, tokens=params.inner_batch_size * 64)
+    result = {"threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "params": params.to_dict()}
+    result["kshot"] = kshot_throughput(config, params, args.steps)
+    result["inner_loop_share_of_peak"] = result["kshot"]["inner_loop_gflops_per_s"] / peak
+    if args.naive_episodes:
+        result["naive_episodes_per_s"] = naive_throughput(config, params, args.naive_episodes)
+        result["speedup_vs_naive"] = result["kshot"]["episodes_per_s"] / result["naive_episodes_per_s"]
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -136,6 +136,10 @@ from . import serve as _serve  # noqa: E402 - the service commands live in their
 app.command()(_serve.serve)
 app.command()(_serve.worker)
 
+from .benchmark import benchmark as _benchmark  # noqa: E402
+
+app.command()(_benchmark)
+
 
 def _param_overrides(overrides: list[str] | None) -> dict:
     from ..config import apply_overrides

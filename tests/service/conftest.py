@@ -38,8 +38,7 @@ def live(tmp_path_factory, service_data):
     """The service with one worker, shared by the tests of this folder (starting one takes seconds)."""
     service = LiveService(tmp_path_factory.mktemp("service"), [service_data["root"], service_data["model"]])
     try:
-        service.start_server()
-        service.start_worker()
+        service.start()
         yield service
     finally:
         service.stop()

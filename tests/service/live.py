@@ -62,9 +62,12 @@ class LiveService:
         self.processes[name] = proc
         return proc
 
-    def start_server(self) -> LiveService:
+    def start(self, worker: bool = True) -> LiveService:
+        """Start the server (and a worker, at the same time: each spends seconds importing torch)."""
         self._spawn("server", "serve", "--port", str(self.port), "--log-level", "warning")
-        wait_for(self._healthy, 60, what=f"the server on {self.url} ({self.log('server')[-2000:]})")
+        if worker:
+            self.start_worker()
+        wait_for(self._healthy, 120, what=f"the server on {self.url} ({self.log('server')[-2000:]})")
         return self
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen:

@@ -6,6 +6,8 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -57,9 +59,16 @@ def _add_error_handlers(app: FastAPI) -> None:
     from ..tracking.errors import AttemptError, AttemptExists, AttemptNotFound
     from .launch import AttemptNotReady, QueueUnavailable
     from .references import InvalidReference
+    from .schemas.common import finite_or_none
 
     def detail(code: int, message: str) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError):
+        # FastAPI's own handler echoes the input, and an input holding NaN cannot be written as JSON.
+        errors = finite_or_none(jsonable_encoder(err.errors()))
+        return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(AttemptNotFound)
     async def _not_found(request: Request, err: AttemptNotFound):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,9 +17,23 @@ CONFIG_DOC = (
 )
 
 
+def _reject_non_finite(value: Any, where: str) -> None:
+    # JSON readers accept NaN and Infinity; no setting means either, and a NaN learning rate would
+    # pass every range check.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"'{where}' is {value}; give a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_non_finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _reject_non_finite(item, f"{where}[{i}]")
+
+
 def _check_config(raw: dict[str, Any]) -> dict[str, Any]:
     from ...config import KshotConfig
 
+    _reject_non_finite(raw, "config")
     try:
         KshotConfig.from_dict(raw)
     except ConfigError as err:
@@ -29,6 +44,7 @@ def _check_config(raw: dict[str, Any]) -> dict[str, Any]:
 def _check_params(raw: dict[str, Any]) -> dict[str, Any]:
     from ...config import Params
 
+    _reject_non_finite(raw, "params")
     try:
         Params.from_dict(raw)
     except ConfigError as err:

@@ -128,8 +128,17 @@ function drawDetail() {
   const loss = state.steps.filter((s) => typeof s.metrics.loss === "number").map((s) => [s.step, s.metrics.loss]);
   const query = state.steps.filter((s) => typeof s.metrics.query_loss === "number").map((s) => [s.step, s.metrics.query_loss]);
   if (loss.length) series.push({ name: "loss", color: COLORS[0], points: loss });
-  if (query.length) series.push({ name: "query loss", color: COLORS[1], points: query });
+  if (query.length) series.push({ name: "query_loss", color: COLORS[1], points: query });
   drawChart(document.getElementById("loss-chart"), series);
+  drawLegend(document.getElementById("loss-legend"), series);
+}
+
+function drawLegend(container, series) {
+  container.replaceChildren(...series.map((s) => {
+    const item = el("span", {}, s.name);
+    item.prepend(el("i", { style: `background:${s.color}` }));
+    return item;
+  }));
 }
 
 function renderEvaluations() {
@@ -160,12 +169,7 @@ async function compare() {
     points: d.steps.filter((s) => typeof s.metrics.loss === "number").map((s) => [s.step, s.metrics.loss]),
   }));
   drawChart(document.getElementById("compare-chart"), series);
-  const legend = document.getElementById("compare-legend");
-  legend.replaceChildren(...series.map((s) => {
-    const item = el("span", {}, s.name);
-    item.prepend(el("i", { style: `background:${s.color}` }));
-    return item;
-  }));
+  drawLegend(document.getElementById("compare-legend"), series);
   renderComparisonTable(data);
 }
 

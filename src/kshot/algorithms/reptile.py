@@ -49,7 +49,8 @@ class ParameterState:
     """Meta-parameters kept beside the working model, copied into it in place (never deep-copied)."""
 
     def __init__(self, model: torch.nn.Module, parameters: Sequence[torch.nn.Parameter] | None = None):
-        self.live = list(parameters if parameters is not None else model.parameters())
+        # Frozen parameters (e.g. params.freeze_embeddings) never change: no copies, no deltas.
+        self.live = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
         self.meta = [p.detach().clone() for p in self.live]
 
     @torch.no_grad()
@@ -115,6 +116,9 @@ class Reptile(MetaAlgorithm):
         if qlosses:
             metrics["query_loss"] = float(np.mean(qlosses))
         return reduce_mean(self.accelerator, metrics)
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"meta": [p.detach().clone() for p in self.state.live]}
 
     def state_dict(self) -> dict[str, Any]:
         return {

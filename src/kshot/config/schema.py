@@ -99,6 +99,7 @@ class Params(ConfigSection):
     max_length: int = field(256, help="Truncate texts to this many tokens.")
     test_after_train: bool = field(True, help="Evaluate the best model on the test tasks when training ends.")
     mixed_precision: Literal["no", "bf16", "fp16"] = field("no", help="Passed to accelerate.")
+    freeze_embeddings: bool = field(False, help="Keep the input word embeddings fixed everywhere: half of MiniLM's weights, rarely worth adapting from ten examples, and the costliest to copy and update.")
     gradient_checkpointing: bool = field(False, help="Recompute backbone activations in the backward pass to save memory.")
     # Metric-based algorithms (protonet, matchnet, relationnet, siamese).
     distance: Literal["euclidean", "cosine"] = field("euclidean", help="protonet: logits are minus the squared Euclidean distance to each class prototype ('euclidean') or cosine_scale × cosine similarity ('cosine').")
@@ -116,7 +117,7 @@ class Params(ConfigSection):
     lopt_per_tensor_scales: bool = field(True, help="learned_optimizer: learn one step-size scale per parameter tensor (keyed by name; names it has not seen get 1).")
     lopt_meta_init: bool = field(True, help="learned_optimizer: also meta-learn the initialisation (false: the loaded weights stay the starting point; only the update rule is learned).")
     lopt_truncate: int | None = field(None, help="learned_optimizer: back-propagate through the last n inner steps only (a truncated unroll; the initialisation gets the earlier steps' gradient straight through); null = the whole unroll.")
-    lopt_checkpoint_segment: int = field(0, help="learned_optimizer: gradient checkpointing of the unroll: keep the state every this many inner steps and recompute each segment in the backward pass; 0 = keep every step's activations.")
+    lopt_checkpoint_segment: int = field(0, help="learned_optimizer: gradient checkpointing of the unroll: keep the state every this many inner steps and recompute each segment in the backward pass, and recompute the coordinate-wise network's activations (about 100 floats per parameter per step) too; 0 = keep every step's activations.")
     lopt_path_loss_weight: float = field(0.0, help="learned_optimizer: meta-loss = query loss + this × mean support loss along the unroll.")
     lopt_meta_grad_clip: float | None = field(1.0, help="learned_optimizer: clip the meta-gradient's norm (separately for the initialisation and the optimizer's weights); null = no clipping.")
     lopt_path: str | None = field(None, help="learned_optimizer: folder holding learned_optimizer.safetensors/.json to start from or to adapt with (e.g. one learned on another model of the same family); null = the model folder's own, or a fresh one for training.")

@@ -66,6 +66,8 @@ def make_accelerator(params: Params):
 
 
 def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgorithm:
+    if params.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     if params.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
     model.to(accelerator.device if accelerator is not None else "cpu")

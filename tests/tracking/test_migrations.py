@@ -3,6 +3,7 @@ survive concurrent first starts, and ship inside the installed package."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -124,7 +125,11 @@ def test_bad_urls_give_clear_errors():
 
 def test_the_wheel_carries_the_migrations(tmp_path):
     """An installed kshot (not this checkout) must find env.py, the template and every revision."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+    source = tmp_path / "src-copy"  # setuptools writes build/ next to the sources: not into the checkout
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("kshot-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -112,3 +112,13 @@ def test_adapted_folder_card_and_plain_transformers_recipe(tmp_path, tiny_model_
     by_recipe = [names[int(i)] for i in state["classes"][logits.argmax(1)]]
     by_kshot = [p["label"] for p in predict_texts(folder, texts)]
     assert by_recipe == by_kshot and len(set(by_kshot)) == 2
+
+
+@pytest.mark.parametrize("overrides", [{"support_sampling": "total", "k_support": 2}, {"k_query": 0}])
+def test_episodes_without_a_query_for_every_class_still_train(tmp_path, tiny_model_dir, review_json, overrides):
+    """K-in-total support can miss a class of the query; k_query=0 splits the support set instead."""
+    algo, tasks, params = build(tmp_path, tiny_model_dir, review_json, "protonet", **overrides)
+    before = [m.clone() for m in algo.state.meta]
+    metrics = meta_train(algo, tasks, params, steps=4)
+    assert all(np.isfinite(m["loss"]) for m in metrics)
+    assert any(not torch.equal(a, b) for a, b in zip(before, algo.state.meta))

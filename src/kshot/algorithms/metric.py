@@ -130,8 +130,10 @@ class MetricAlgorithm(MetaAlgorithm):
             support, query = ep.support, ep.query
             if not len(query):  # k_query=0: the support set is split into support and query
                 support, query = self._split_episode(support, np.random.default_rng(ep.seed))
-                if not len(query):
-                    continue
+            # support_sampling=total can miss a class: its queries have no prototype to be scored against.
+            query = query.subset(np.flatnonzero(np.isin(query.labels, support.labels)))
+            if not len(query):
+                continue
             loss, acc = self._episode_loss(support, query)
             # Divided by the tasks of all processes: after the sum across processes, the mean.
             (loss / total_tasks).backward()

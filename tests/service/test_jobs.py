@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import socket
 
 from .conftest import train_body, wait_finished
 from .live import wait_for
@@ -61,3 +64,37 @@ def test_cancel_stops_a_running_training(live, service_data):
         assert 2 <= len(steps) < 2000 and len(steps) == done["n_steps"]
         # Cancelling a finished attempt is a conflict.
         assert client.post("/attempts/to-cancel/cancel").status_code == 409
+
+
+def test_a_job_whose_process_dies_is_marked_failed_and_can_be_resumed(live, service_data):
+    with live.client() as client:
+        body = train_body(service_data, "crashes", meta_steps=400, eval_every=0, checkpoint_every=2)
+        attempt = client.post("/train", json=body).json()
+        running = wait_for(lambda: (a := client.get(f"/attempts/{attempt['id']}").json())["n_steps"] >= 3 and a, 60, what="three steps")
+        host, _, pid = running["worker"].rpartition(":")
+        assert host == socket.gethostname()
+        # A native crash or the OOM killer: the job's process vanishes without a word.
+        os.kill(int(pid), signal.SIGKILL)
+        failed = wait_finished(client, attempt["id"], timeout=60)
+        assert failed["status"] == "failed" and failed["error"] == "interrupted"
+        killed_at = failed["n_steps"]
+
+        # Resumed from its last checkpoint (every 2 steps), it goes on with no step missing or repeated.
+        resumed = client.post("/attempts/crashes/resume")
+        assert resumed.status_code == 202, resumed.text
+        assert resumed.json()["status"] == "queued" and resumed.json()["error"] is None
+        wait_for(lambda: client.get(f"/attempts/{attempt['id']}").json()["n_steps"] > killed_at + 1, 90, what="steps after the resume")
+        assert client.post("/attempts/crashes/cancel").status_code == 202
+        done = wait_finished(client, attempt["id"])
+        assert done["status"] == "cancelled"
+        steps = [s["step"] for s in client.get(f"/attempts/{attempt['id']}/steps").json()]
+        assert steps == list(range(1, done["n_steps"] + 1)) and done["n_steps"] > killed_at
+
+
+def test_only_a_failed_or_cancelled_training_resumes(live):
+    with live.client() as client:
+        client.post("/attempts", json={"name": "finished-ok", "kind": "train", "status": "completed"})
+        client.post("/attempts", json={"name": "failed-test", "kind": "test", "status": "failed"})
+        for name, reason in (("finished-ok", "completed"), ("failed-test", "test attempt")):
+            response = client.post(f"/attempts/{name}/resume")
+            assert response.status_code == 409 and reason in response.json()["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 import shutil
 import subprocess
 
@@ -43,18 +44,26 @@ def _pings(client) -> bool:
         return False
 
 
-def test_training_through_the_redis_queue(tmp_path, service_data, redis_url):
-    service = LiveService(tmp_path / "svc", [service_data["root"], service_data["model"]],
-                          extra_env={"KSHOT_QUEUE_BACKEND": "redis", "KSHOT_REDIS_URL": redis_url})
+def test_trainings_through_the_redis_queue_run_side_by_side(tmp_path, service_data, redis_url):
+    """One worker with concurrency 2 runs two queued trainings at the same time."""
     (tmp_path / "svc").mkdir()
+    service = LiveService(tmp_path / "svc", [service_data["root"], service_data["model"]],
+                          extra_env={"KSHOT_QUEUE_BACKEND": "redis", "KSHOT_REDIS_URL": redis_url, "KSHOT_WORKER_CONCURRENCY": "2"})
     try:
         service.start()
         with service.client() as client:
-            attempt = client.post("/train", json=train_body(service_data, "via-redis", meta_steps=3, eval_every=0)).json()
-            done = wait_finished(client, attempt["id"])
-            assert done["status"] == "completed", done["error"] or service.log("worker")[-2000:]
-            assert [s["step"] for s in client.get("/attempts/via-redis/steps").json()] == [1, 2, 3]
-        assert "redis" in service.log("worker") and "kshot.train" in service.log("worker")
+            ids = [client.post("/train", json=train_body(service_data, f"via-redis-{i}", meta_steps=8, eval_every=0)).json()["id"]
+                   for i in range(2)]
+            done = [wait_finished(client, i) for i in ids]
+            assert [d["status"] for d in done] == ["completed", "completed"], [d["error"] for d in done]
+            (s1, f1), (s2, f2) = [(datetime.fromisoformat(d["started_at"]), datetime.fromisoformat(d["finished_at"])) for d in done]
+            assert s1 < f2 and s2 < f1, "the two trainings ran one after the other"
+            first, second = done
+            assert first["worker"] != second["worker"]
+            for i in ids:
+                assert [s["step"] for s in client.get(f"/attempts/{i}/steps").json()] == list(range(1, 9))
+        worker_log = service.log("worker")
+        assert "2 process(es) on the redis queue" in worker_log and "kshot.train" in worker_log
         # The SQLite queue file was never made: the jobs went through Redis.
         assert not (tmp_path / "svc" / "queue.db").exists()
     finally:

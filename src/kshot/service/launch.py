@@ -77,12 +77,29 @@ def _trained_model(key: str | int, store) -> str:
 def submit(store, queue: JobQueue, kind: str, name: str, command: dict[str, Any]):
     """Store the attempt (queued) and enqueue its job; returns the attempt record."""
     attempt = store.create_attempt(name, kind, command)
+    _enqueue(store, queue, attempt, resume=False)
+    return attempt
+
+
+def resume(store, queue: JobQueue, attempt):
+    """Queue a failed or cancelled training again, to continue from its last checkpoint."""
+    if attempt.kind != "train":
+        raise AttemptNotReady(f"Attempt {attempt.name!r} is a {attempt.kind} attempt; only training resumes from a checkpoint.")
+    if attempt.status not in ("failed", "cancelled"):
+        raise AttemptNotReady(f"Attempt {attempt.name!r} is {attempt.status}; only a failed or cancelled training can be resumed.")
+    attempt = store.update_attempt(attempt.id, status="queued", error=None, cancel_requested=False, finished_at=None)
+    _enqueue(store, queue, attempt, resume=True)
+    return attempt
+
+
+def _enqueue(store, queue: JobQueue, attempt, resume: bool) -> None:
     try:
-        if kind == "train":
-            queue.enqueue_train(attempt.id)
+        if attempt.kind == "train":
+            queue.enqueue_train(attempt.id, resume=resume)
         else:
             queue.enqueue_test(attempt.id)
     except Exception as err:  # the queue's client raises its own family (redis, sqlite3)
         mark_failed(store, attempt.id, f"Could not queue the job: {error_text(err)}")
-        raise QueueUnavailable(f"The job queue is unavailable ({type(err).__name__}: {err}); attempt {name!r} was marked failed.") from err
-    return attempt
+        raise QueueUnavailable(
+            f"The job queue is unavailable ({type(err).__name__}: {err}); attempt {attempt.name!r} was marked failed."
+        ) from err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from ..deps import QueueDep, StoreDep
 
@@ -19,8 +19,12 @@ def dashboard() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
-@router.get("/health")
+@router.get("/health", responses={503: {"description": "The store or the queue does not answer."}})
 def health(store: StoreDep, queue: QueueDep) -> dict:
-    """Liveness: the store answers and the queue is reachable."""
-    _, total = store.list_attempts(limit=1)
-    return {"status": "ok", "attempts": total, "queued_jobs": queue.pending()}
+    """Readiness: the store answers and the queue is reachable."""
+    try:
+        _, total = store.list_attempts(limit=1)
+        pending = queue.pending()
+    except Exception as err:  # any driver's error (sqlite3, psycopg, redis) means "not ready"
+        return JSONResponse({"status": "unavailable", "error": f"{type(err).__name__}: {err}"}, status_code=503)
+    return {"status": "ok", "attempts": total, "queued_jobs": pending}

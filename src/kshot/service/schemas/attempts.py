@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .common import AttemptName, finite_or_none
+from .jobs import check_config, check_params
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 Kind = Literal["train", "test"]
@@ -22,6 +23,16 @@ class AttemptCommand(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="config.yaml as JSON (data, model, output_dir, logging).")
     params: dict[str, Any] = Field(default_factory=dict, description="params.yaml as JSON, or a test's param overrides.")
     model: str | None = Field(None, max_length=4096, description="The model folder a test attempt evaluates.")
+
+    @field_validator("config")
+    @classmethod
+    def _valid_config(cls, value):
+        return check_config(value) if value else value
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, value):
+        return check_params(value) if value else value
 
 
 class AttemptCreate(BaseModel):
@@ -69,6 +80,7 @@ class AttemptPublic(BaseModel):
     error: str | None = None
     artefacts: dict[str, Any]
     cancel_requested: bool = False
+    worker: str | None = Field(None, description="host:pid of the process running it.")
     created_at: datetime | None = None
     updated_at: datetime | None = None
     started_at: datetime | None = None

@@ -30,7 +30,7 @@ def _reject_non_finite(value: Any, where: str) -> None:
             _reject_non_finite(item, f"{where}[{i}]")
 
 
-def _check_config(raw: dict[str, Any]) -> dict[str, Any]:
+def check_config(raw: dict[str, Any]) -> dict[str, Any]:
     from ...config import KshotConfig
 
     _reject_non_finite(raw, "config")
@@ -41,7 +41,7 @@ def _check_config(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _check_params(raw: dict[str, Any]) -> dict[str, Any]:
+def check_params(raw: dict[str, Any]) -> dict[str, Any]:
     from ...config import Params
 
     _reject_non_finite(raw, "params")
@@ -64,12 +64,12 @@ class TrainRequest(BaseModel):
     @field_validator("config")
     @classmethod
     def _valid_config(cls, value):
-        return _check_config(value)
+        return check_config(value)
 
     @field_validator("params")
     @classmethod
     def _valid_params(cls, value):
-        return _check_params(value)
+        return check_params(value)
 
 
 class TestRequest(BaseModel):
@@ -87,12 +87,12 @@ class TestRequest(BaseModel):
     @field_validator("config")
     @classmethod
     def _valid_config(cls, value):
-        return _check_config(value)
+        return check_config(value)
 
     @field_validator("params")
     @classmethod
     def _valid_params(cls, value):
-        return _check_params(value)
+        return check_params(value)
 
     @model_validator(mode="after")
     def _one_model(self):

@@ -105,8 +105,9 @@ def test_checkpointed_unroll_gives_the_same_meta_gradient(kind, first_order):
     loss_fn = model_loss_fn(model)
     support, query = batches(5), [(b, 1.0) for b in batches(1, seed=9)]
     plain = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions(first_order=first_order, path_loss_weight=0.5))
-    for segment in (1, 2):
-        ckpt = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions(first_order=first_order, path_loss_weight=0.5, checkpoint_segment=segment))
+    for segment, network in ((1, False), (2, False), (2, True), (0, True)):
+        options = UnrollOptions(first_order=first_order, path_loss_weight=0.5, checkpoint_segment=segment, checkpoint_network=network)
+        ckpt = meta_gradients(lopt, loss_fn, init, support, query, options)
         assert ckpt.query_loss == pytest.approx(plain.query_loss, rel=1e-12)
         assert ckpt.support_loss == pytest.approx(plain.support_loss, rel=1e-12)
         for a, b in zip(ckpt.lopt, plain.lopt):

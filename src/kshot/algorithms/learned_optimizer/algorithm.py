@@ -35,10 +35,8 @@ def check_params(params) -> None:
     """Errors for settings only this algorithm reads (the shared ones are checked by Params)."""
     if params.k_query < 1:
         raise ConfigError("learned_optimizer learns from the query loss after adaptation; set params.k_query to 1 or more.")
-    for key in ("lopt_truncate",):
-        value = getattr(params, key)
-        if value is not None and value < 1:
-            raise ConfigError(f"'params.{key}' must be at least 1 or null, got {value}.")
+    if params.lopt_truncate is not None and params.lopt_truncate < 1:
+        raise ConfigError(f"'params.lopt_truncate' must be at least 1 or null, got {params.lopt_truncate}.")
     if params.lopt_checkpoint_segment < 0:
         raise ConfigError(f"'params.lopt_checkpoint_segment' must be 0 (off) or more, got {params.lopt_checkpoint_segment}.")
     for key in ("lopt_lr", "meta_lr", "lopt_path_loss_weight"):
@@ -77,7 +75,8 @@ class LearnedOptimizerAlgorithm(MetaAlgorithm):
     @property
     def options(self) -> UnrollOptions:
         p = self.params
-        return UnrollOptions(first_order=p.first_order, truncate=p.lopt_truncate, checkpoint_segment=p.lopt_checkpoint_segment, path_loss_weight=p.lopt_path_loss_weight)
+        return UnrollOptions(first_order=p.first_order, truncate=p.lopt_truncate, checkpoint_segment=p.lopt_checkpoint_segment,
+            checkpoint_network=p.lopt_checkpoint_segment > 0, path_loss_weight=p.lopt_path_loss_weight)
 
     def _set_lopt(self, lopt: LearnedOptimizer) -> None:
         """Use ``lopt`` (scales for this model's tensors added) and build fresh outer optimizers."""
@@ -186,10 +185,11 @@ class LearnedOptimizerAlgorithm(MetaAlgorithm):
             "meta": [t.detach().cpu().clone() for t in self.meta.values()],
             "lopt": lopt_state(self.lopt),
             # One key for both optimizers: the trainer leaves "outer_optimizer" out of best-model copies.
-            "outer_optimizer": {
+            # Copied: an optimizer's state_dict shares its moment tensors, which the next step updates.
+            "outer_optimizer": copy.deepcopy({
                 "init": self.init_optimizer.state_dict() if self.init_optimizer is not None else None,
                 "lopt": self.lopt_optimizer.state_dict(),
-            },
+            }),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

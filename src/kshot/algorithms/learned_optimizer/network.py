@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ...errors import ConfigError
 
@@ -137,11 +138,18 @@ class LearnedOptimizer(nn.Module):
         h, c = self.body(feats, hc)
         return self.out(h).squeeze(-1), (h, c)
 
+    def _learned(self, grad, m_hat, denom, adam_dir, value, *hc):
+        feats = torch.stack([*log_sign(grad), *log_sign(m_hat), grad / denom, adam_dir, *log_sign(value)], dim=-1)
+        learned, hc = self._direction(feats.reshape(-1, N_FEATURES), tuple(hc))
+        return (learned, *hc)
+
     def update(
-        self, name: str, theta: torch.Tensor, grad: torch.Tensor, slots: tuple[torch.Tensor, ...], t: int, detach_inputs: bool = False
+        self, name: str, theta: torch.Tensor, grad: torch.Tensor, slots: tuple[torch.Tensor, ...], t: int, detach_inputs: bool = False,
+        recompute: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """One step for one tensor; ``t`` counts steps from 1. ``detach_inputs``: first-order
-        meta-gradients (the features are constants; gradients reach the network's weights only)."""
+        meta-gradients (the features are constants; gradients reach the network's weights only).
+        ``recompute``: checkpoint the network (recompute its activations in the backward pass)."""
         cfg = self.config
         m, v, *hc = slots
         if detach_inputs:
@@ -153,8 +161,12 @@ class LearnedOptimizer(nn.Module):
         denom = torch.sqrt(v_hat + _TINY) + cfg.eps
         adam_dir = m_hat / denom
         value = theta.detach() if detach_inputs else theta
-        feats = torch.stack([*log_sign(grad), *log_sign(m_hat), grad / denom, adam_dir, *log_sign(value)], dim=-1)
-        learned, hc = self._direction(feats.reshape(-1, N_FEATURES), tuple(hc))
+        if recompute and torch.is_grad_enabled():
+            # Keep only the inputs; the features and hidden activations (~100 floats per coordinate)
+            # are recomputed in the backward pass.
+            learned, *hc = checkpoint(self._learned, grad, m_hat, denom, adam_dir, value, *hc, use_reentrant=False)
+        else:
+            learned, *hc = self._learned(grad, m_hat, denom, adam_dir, value, *hc)
         raw = self.c_sgd * grad + self.c_adam * adam_dir + learned.view_as(theta)
         step = torch.exp(self.log_lr + self._log_scale(name)) * raw
         if cfg.max_step is not None:
@@ -162,11 +174,12 @@ class LearnedOptimizer(nn.Module):
         return theta - step, (m, v, *hc)
 
     def step(
-        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], slots: dict[str, tuple], t: int, detach_inputs: bool = False
+        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], slots: dict[str, tuple], t: int, detach_inputs: bool = False,
+        recompute: bool = False,
     ) -> tuple[dict[str, torch.Tensor], dict[str, tuple]]:
         new_params, new_slots = {}, {}
         for name, theta in params.items():
-            new_params[name], new_slots[name] = self.update(name, theta, grads[name], slots[name], t, detach_inputs)
+            new_params[name], new_slots[name] = self.update(name, theta, grads[name], slots[name], t, detach_inputs, recompute)
         return new_params, new_slots
 
     # ------------------------------------------------------------------ set-ups used by tests and users

@@ -46,6 +46,7 @@ class UnrollOptions:
     first_order: bool = False  # detach the learned optimizer's inputs: no second derivatives of the loss
     truncate: int | None = None  # back-propagate through the last n inner steps only
     checkpoint_segment: int = 0  # inner steps per recomputed segment; 0 = keep every step's activations
+    checkpoint_network: bool = False  # recompute the coordinate-wise network's activations in the backward pass
     path_loss_weight: float = 0.0  # meta-loss += weight · mean support loss along the unroll
 
 
@@ -58,7 +59,7 @@ class MetaGradients:
 
 
 def inner_step(lopt: LearnedOptimizer, loss_fn: LossFn, params: Params, slots: Slots, batch: Batch, t: int, *,
-               track: bool, first_order: bool, loss_graph: bool = False) -> tuple[Params, Slots, torch.Tensor]:
+               track: bool, first_order: bool, loss_graph: bool = False, recompute: bool = False) -> tuple[Params, Slots, torch.Tensor]:
     """One step of the learned optimizer on ``batch`` (``t`` counts from 1).
 
     ``track``: record autograd history for meta-gradients; ``loss_graph``: keep the loss attached to
@@ -77,7 +78,7 @@ def inner_step(lopt: LearnedOptimizer, loss_fn: LossFn, params: Params, slots: S
     grads = dict(zip(names, grads))
     with torch.set_grad_enabled(track):
         source = params if track else {n: p.detach() for n, p in params.items()}
-        new_params, new_slots = lopt.step(source, grads, slots, t, detach_inputs=first_order)
+        new_params, new_slots = lopt.step(source, grads, slots, t, detach_inputs=first_order, recompute=recompute)
     return new_params, new_slots, loss
 
 
@@ -157,7 +158,10 @@ def meta_gradients(
     def run_segment(params: Params, slots: Slots, first: int, last: int, track: bool):
         path = torch.zeros((), device=device)
         for t in range(first + 1, last + 1):
-            params, slots, loss = inner_step(lopt, loss_fn, params, slots, support[t - 1], t, track=track, first_order=first_order, loss_graph=loss_graph)
+            params, slots, loss = inner_step(
+                lopt, loss_fn, params, slots, support[t - 1], t, track=track, first_order=first_order, loss_graph=loss_graph,
+                recompute=options.checkpoint_network,
+            )
             path = path + loss
             if not track:
                 losses.append(float(loss))

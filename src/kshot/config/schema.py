@@ -99,6 +99,7 @@ class Params(ConfigSection):
     max_length: int = field(256, help="Truncate texts to this many tokens.")
     test_after_train: bool = field(True, help="Evaluate the best model on the test tasks when training ends.")
     mixed_precision: Literal["no", "bf16", "fp16"] = field("no", help="Passed to accelerate.")
+    prior_calibration: bool = field(False, help="Shift predictions from the support set's label prior to the prior averaged over the training tasks (see training/calibration.py).")
     freeze_embeddings: bool = field(False, help="Keep the input word embeddings fixed everywhere: half of MiniLM's weights, rarely worth adapting from ten examples, and the costliest to copy and update.")
     gradient_checkpointing: bool = field(False, help="Recompute backbone activations in the backward pass to save memory.")
     # Metric-based algorithms (protonet, matchnet, relationnet, siamese).

@@ -10,17 +10,21 @@ import numpy as np
 
 from ..algorithms import MetaAlgorithm
 from ..data import FixedTask
+from .calibration import prior_shift
 from .metrics import accuracy, macro_f1, summarize
 
 logger = logging.getLogger(__name__)
 
 
-def evaluate_task(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_size: int, seed: int) -> dict[str, float]:
+def evaluate_task(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_size: int, seed: int, label_prior: np.ndarray | None = None) -> dict[str, float]:
     # Seeded by the task name: the same task adapts identically whichever process scores it.
     algorithm.adapt(task.support, steps, seed=zlib.crc32(task.name.encode()) ^ seed)
     logits = algorithm.predict(task.query, batch_size)
     algorithm.reset()
     classes = np.unique(np.concatenate([task.support.labels, task.query.labels]))
+    if label_prior is not None:
+        logits = logits.copy()
+        logits[:, classes] += prior_shift(label_prior, task.support.labels, classes)
     # N-way tasks: predict among the task's own classes only.
     pred = classes[np.argmax(logits[:, classes], axis=1)]
     return {
@@ -31,10 +35,22 @@ def evaluate_task(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_s
     }
 
 
-def evaluate_tasks(algorithm: MetaAlgorithm, tasks: Sequence[FixedTask], steps: int, batch_size: int, seed: int, accelerator=None) -> dict:
-    """Per-task metrics and their unweighted means. Tasks are split across processes and gathered."""
+def evaluate_tasks(
+    algorithm: MetaAlgorithm,
+    tasks: Sequence[FixedTask],
+    steps: int,
+    batch_size: int,
+    seed: int,
+    accelerator=None,
+    *,
+    label_prior: np.ndarray | None = None,
+) -> dict:
+    """Per-task metrics and their unweighted means. Tasks are split across processes and gathered.
+
+    ``label_prior`` (see calibration.py) moves predictions from the support's prior to that prior.
+    """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-    local = {t.name: evaluate_task(algorithm, t, steps, batch_size, seed) for t in list(tasks)[rank::world]}
+    local = {t.name: evaluate_task(algorithm, t, steps, batch_size, seed, label_prior) for t in list(tasks)[rank::world]}
     if world > 1:
         from accelerate.utils import gather_object
 

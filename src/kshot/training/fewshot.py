@@ -17,6 +17,7 @@ from ..data import TaskExamples, collate
 from ..data.tokenization import tokenize_examples
 from ..errors import DataError, ModelError
 from ..models import load_model, load_tokenizer, model_label_names, read_kshot_meta, save_model
+from .calibration import fold_into_head, prior_shift
 from .evaluation import evaluate_tasks
 from .setup import build_algorithm, build_tasks, make_accelerator
 
@@ -52,7 +53,14 @@ def evaluate_model(model_dir: str | Path, config: KshotConfig, params_overrides:
     model = load_model(str(model_dir), tasks.collection.label_names)
     algorithm = build_algorithm(model, params, accelerator, tokenizer)
     algorithm.load_pretrained(str(model_dir))
-    return evaluate_tasks(algorithm, tasks.test, params.eval_inner_steps, params.eval_batch_size, params.seed, accelerator)
+    prior = saved_label_prior(model_dir, params)
+    return evaluate_tasks(algorithm, tasks.test, params.eval_inner_steps, params.eval_batch_size, params.seed, accelerator, label_prior=prior)
+
+
+def saved_label_prior(model_dir: str | Path, params: Params) -> np.ndarray | None:
+    """The training tasks' label prior stored with a model trained with ``prior_calibration``."""
+    prior = (read_kshot_meta(model_dir) or {}).get("label_prior")
+    return np.asarray(prior, dtype=np.float64) if params.prior_calibration and prior is not None else None
 
 
 def read_labelled_file(path: str | Path, text_column: str = "text", label_column: str | None = "label") -> tuple[list[str], list[str] | None]:
@@ -132,6 +140,14 @@ def adapt_model(model_dir: str | Path, support_file: str | Path, out_dir: str | 
     if isinstance(algorithm, MetricAlgorithm):
         meta["usage"] = algorithm.usage_note(adapted=True)
     model_out = accelerator.unwrap_model(algorithm.export_model(adapted=True))
+    prior = saved_label_prior(model_dir, params)
+    if prior is not None and label_names is known:
+        classes = np.arange(len(label_names))
+        if fold_into_head(model_out, prior_shift(prior, support.labels, classes)):
+            meta["label_prior"] = prior.tolist()
+            meta["calibrated"] = "the training tasks' label prior is folded into the classifier bias"
+        else:
+            logger.warning("This model has no linear head to fold the label prior into; predictions are uncalibrated.")
     save_model(model_out, tokenizer, out_dir, meta, algorithm.extra_files())
     return {"out_dir": str(out_dir), "labels": label_names, "steps": n_steps, **stats}
 

@@ -16,6 +16,7 @@ from ..algorithms.metric import MetricAlgorithm
 from ..config import KshotConfig, Params
 from ..errors import ConfigError
 from ..models import load_model, load_tokenizer, resolve_model_name, save_model
+from .calibration import label_prior
 from .callbacks import CallbackList, LoggingCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import local_task_indices, main_process_flag, run_fingerprint, verify_processes_agree
@@ -106,7 +107,7 @@ class MetaTrainer:
         """Evaluate the best meta-parameters on the test tasks."""
         current = copy.deepcopy(self.algorithm.state_dict())
         self.algorithm.load_state_dict(self.best_state)
-        results = evaluate_tasks(self.algorithm, self.tasks.test, self.params.eval_inner_steps, self.params.eval_batch_size, self.params.seed, self.accelerator)
+        results = evaluate_tasks(self.algorithm, self.tasks.test, self.params.eval_inner_steps, self.params.eval_batch_size, self.params.seed, self.accelerator, label_prior=self.label_prior)
         self.algorithm.load_state_dict(current)
         if self.accelerator.is_main_process:
             self.callbacks.on_evaluate(self, self.best_step, "test", results)
@@ -119,6 +120,7 @@ class MetaTrainer:
         self.tokenizer = load_tokenizer(name, self.config.model.revision)
         self.tasks = build_tasks(self.config, self.params, self.tokenizer)
         self.label_names = self.tasks.collection.label_names
+        self.label_prior = label_prior(self.tasks.train, len(self.label_names)) if self.params.prior_calibration else None
         model = load_model(name, self.label_names, self.config.model.revision)
         self.algorithm = build_algorithm(model, self.params, self.accelerator, self.tokenizer)
         self.base_model = name
@@ -156,7 +158,7 @@ class MetaTrainer:
 
     def _validate(self, step: int) -> None:
         p = self.params
-        results = evaluate_tasks(self.algorithm, self.tasks.validation, p.eval_inner_steps, p.eval_batch_size, p.seed, self.accelerator)
+        results = evaluate_tasks(self.algorithm, self.tasks.validation, p.eval_inner_steps, p.eval_batch_size, p.seed, self.accelerator, label_prior=self.label_prior)
         self.history.append({"step": step, **results})
         if self.accelerator.is_main_process:
             self.callbacks.on_evaluate(self, step, "validation", results)
@@ -178,6 +180,7 @@ class MetaTrainer:
                 "algorithm": self.params.algorithm,
                 "base_model": self.base_model,
                 "label_names": self.label_names,
+                "label_prior": None if self.label_prior is None else self.label_prior.tolist(),
                 "step": self.best_step,
                 "config": self.config.to_dict(),
                 "params": self.params.to_dict(),

@@ -76,6 +76,10 @@ class MetaAlgorithm(ABC):
         """State taken from the current weights of the working model."""
         return {"meta": [p.detach().clone() for p in self.model.parameters()]}
 
+    def usage_note(self, adapted: bool) -> str | None:
+        """How to use a saved folder, for its model card, when it is not a plain classifier."""
+        return None
+
     def extra_files(self) -> dict[str, Any]:
         """Files to save beside the model (e.g. a learned optimizer); name → JSON object or writer."""
         return {}

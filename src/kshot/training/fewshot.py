@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..algorithms.metric import MetricAlgorithm, has_saved_support
+from ..algorithms.metric import has_saved_support
 from ..config import KshotConfig, Params
 from ..data import TaskExamples, collate
 from ..data.tokenization import tokenize_examples
@@ -137,8 +137,9 @@ def adapt_model(model_dir: str | Path, support_file: str | Path, out_dir: str | 
         "config": meta_in.get("config", {}),
         "title": "kshot adapted text classifier",
     }
-    if isinstance(algorithm, MetricAlgorithm):
-        meta["usage"] = algorithm.usage_note(adapted=True)
+    note = algorithm.usage_note(adapted=True)
+    if note:
+        meta["usage"] = note
     model_out = accelerator.unwrap_model(algorithm.export_model(adapted=True))
     prior = saved_label_prior(model_dir, params)
     if prior is not None and label_names is known:

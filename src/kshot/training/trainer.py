@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from ..algorithms.metric import MetricAlgorithm
 from ..config import KshotConfig, Params
 from ..errors import ConfigError
 from ..models import load_model, load_tokenizer, resolve_model_name, save_model
@@ -186,8 +185,9 @@ class MetaTrainer:
                 "params": self.params.to_dict(),
                 "results": self._results,
             }
-            if isinstance(self.algorithm, MetricAlgorithm):
-                meta["usage"] = self.algorithm.usage_note(adapted=False)
+            note = self.algorithm.usage_note(adapted=False)
+            if note:
+                meta["usage"] = note
             model = self.accelerator.unwrap_model(self.algorithm.export_model())
             save_model(model, self.tokenizer, self.output_dir, meta, self.algorithm.extra_files())
             self.algorithm.load_state_dict(current)

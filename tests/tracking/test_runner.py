@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from kshot.training import TrainerCallback
 from kshot.tracking import (
     AttemptStore,
+    eval_command,
     run_test_attempt,
     run_training_attempt,
-    eval_command,
     train_attempt,
     train_command,
 )
+from kshot.training import TrainerCallback
 
 
 class AtStep(TrainerCallback):

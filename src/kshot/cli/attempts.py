@@ -11,7 +11,7 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, help="Recorded training and test runs (the attempt store).")
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the attempt store; default $KSHOT_DATABASE_URL, else sqlite ./kshot_attempts.db.")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the attempt store; default $KSHOT_DATABASE_URL, else ./kshot_attempts.db.")]
 NameOpt = Annotated[Optional[str], typer.Option("--name", help="Record the run as this attempt (default: generated, e.g. train-20260131-142501-3f9a).")]
 NoTrackOpt = Annotated[bool, typer.Option("--no-track", help="Do not record the run in the attempt store.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -33,8 +33,8 @@ def stored_configs(name: str, db: str | None):
 
 def tracked_train(cfg, prm, *, resume: bool, accelerator, name: str | None, db: str | None, no_track: bool):
     """Meta-train, recorded as an attempt; `--resume` with the name of an attempt continues that attempt."""
-    from ..training import MetaTrainer
     from ..tracking import AttemptStore, new_attempt_name, train_attempt, train_command
+    from ..training import MetaTrainer
 
     if no_track or not accelerator.is_main_process:
         return MetaTrainer(cfg, prm, accelerator=accelerator).train(resume=resume)
@@ -49,8 +49,8 @@ def tracked_train(cfg, prm, *, resume: bool, accelerator, name: str | None, db: 
 
 
 def tracked_evaluate(model: Path, cfg, overrides: dict, *, name: str | None, db: str | None, no_track: bool):
+    from ..tracking import AttemptStore, eval_command, evaluate_attempt, new_attempt_name
     from ..training import evaluate_model
-    from ..tracking import AttemptStore, new_attempt_name, evaluate_attempt, eval_command
 
     if no_track:
         return evaluate_model(model, cfg, overrides)
@@ -69,7 +69,7 @@ def _recording(store, name: str) -> None:
 # -- kshot attempts ... -----------------------------------------------------------------------
 @app.command("list")
 def list_attempts(
-    status: Annotated[Optional[list[str]], typer.Option("--status", help="Only these statuses (repeatable): queued, running, completed, failed, cancelled.")] = None,
+    status: Annotated[Optional[list[str]], typer.Option("--status", help="Only this status (repeatable): queued, running, completed, failed...")] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", help="train or test.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Only names containing this text.")] = None,
     sort: Annotated[str, typer.Option("--sort", help="Field to sort by, '-' first for descending: created_at, name, status, n_steps, ...")] = "-created_at",

@@ -119,7 +119,9 @@ class MetaTrainer:
         self.tokenizer = load_tokenizer(name, self.config.model.revision)
         self.tasks = build_tasks(self.config, self.params, self.tokenizer)
         self.label_names = self.tasks.collection.label_names
-        self.label_prior = label_prior(self.tasks.train, len(self.label_names)) if self.params.prior_calibration else None
+        # Stored with every model, so that `kshot evaluate --set params.prior_calibration=true` can use it.
+        self.train_prior = label_prior(self.tasks.train, len(self.label_names))
+        self.label_prior = self.train_prior if self.params.prior_calibration else None
         model = load_model(name, self.label_names, self.config.model.revision)
         self.algorithm = build_algorithm(model, self.params, self.accelerator, self.tokenizer)
         self.base_model = name
@@ -179,7 +181,7 @@ class MetaTrainer:
                 "algorithm": self.params.algorithm,
                 "base_model": self.base_model,
                 "label_names": self.label_names,
-                "label_prior": None if self.label_prior is None else self.label_prior.tolist(),
+                "label_prior": self.train_prior.tolist(),
                 "step": self.best_step,
                 "config": self.config.to_dict(),
                 "params": self.params.to_dict(),

@@ -190,6 +190,25 @@ def test_restored_state_continues_exactly(run, kind):
     assert not same_weights(first.lopt, LearnedOptimizer(first.lopt.config, first.lopt.scale_names))
 
 
+def test_gradient_checkpointing_of_the_backbone_changes_nothing_but_memory(run):
+    config, _, result, _ = run
+    tokenizer = load_tokenizer(result.output_dir)
+    outcomes = []
+    for flag in (False, True):
+        params = Params.from_dict({**PARAMS, "gradient_checkpointing": flag, "lopt_checkpoint_segment": 0})
+        tasks = build_tasks(config, params, tokenizer)
+        torch.manual_seed(0)
+        algorithm = build_algorithm(load_model(config.model.name_or_path), params, None, tokenizer)
+        metrics = algorithm.meta_step(tasks.sampler.meta_batch(0), 0, params.meta_batch_size)
+        outcomes.append((metrics, {n: t.detach().clone() for n, t in algorithm.meta.items()}, algorithm.lopt.state_dict()))
+    (m0, init0, lopt0), (m1, init1, lopt1) = outcomes
+    assert m0["loss"] == pytest.approx(m1["loss"], rel=1e-6)
+    for n in init0:
+        torch.testing.assert_close(init0[n], init1[n], rtol=1e-5, atol=1e-7)
+    for k in lopt0:
+        torch.testing.assert_close(lopt0[k], lopt1[k], rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [({"lopt_checkpoint_segment": -1}, "lopt_checkpoint_segment"), ({"lopt_truncate": 0}, "lopt_truncate"),

@@ -64,7 +64,12 @@ class LearnedOptimizerAlgorithm(MetaAlgorithm):
         check_params(params)
         self.names = trainable_names(model)
         self.meta = params_of(model, self.names)
-        self.loss_fn = model_loss_fn(model, accelerator)
+        if params.gradient_checkpointing:
+            # Hugging Face's per-layer checkpointing would recompute with the module's own weights, not
+            # the unrolled ones; the functional forward pass is checkpointed as a whole instead.
+            disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+            disable()
+        self.loss_fn = model_loss_fn(model, accelerator, checkpointed=params.gradient_checkpointing)
         self.adapted: dict[str, torch.Tensor] | None = None
         if params.lopt_path:
             self._set_lopt(load_lopt(params.lopt_path))

@@ -30,6 +30,7 @@ def spec(tmp_path_factory, tiny_model_dir):
         {"name": "resume_first_half", "output_dir": str(root / "runs" / "resume"), "params": {"meta_steps": 2}},
         {"name": "resume_second_half", "output_dir": str(root / "runs" / "resume"), "resume": True},
         {"name": "disagree", "output_dir": str(root / "runs" / "disagree"), "params_by_rank": {"1": {"inner_lr": 2e-3}}},
+        {"name": "stopped", "output_dir": str(root / "runs" / "stopped"), "params": {"meta_steps": 50}, "stop_main_at": 2},
         {"name": "indivisible", "output_dir": str(root / "runs" / "indivisible"), "params": {"meta_batch_size": 3}},
     ]
     runs += [

@@ -78,6 +78,13 @@ def test_evaluation_is_split_and_gathered_like_one_process(launched, reference):
             assert got["mean"]["accuracy"] == pytest.approx(want["mean"]["accuracy"], abs=1e-6)
 
 
+def test_a_stop_asked_on_the_main_process_stops_every_process(launched):
+    for record in launched["stopped"]:
+        assert record["steps"] == 2 and record["stopped_early"]
+    for x, y in zip(launched["stopped"][0]["state"]["meta"], launched["stopped"][1]["state"]["meta"]):
+        assert torch.equal(x, y)
+
+
 def test_processes_that_disagree_stop_with_the_same_clear_error(launched):
     errors = launched["disagree"]
     assert errors[0] == errors[1]

@@ -3,7 +3,8 @@
 ``python worker.py SPEC.json`` under ``accelerate launch``/torchrun runs each entry of
 ``spec["runs"]`` in order with :class:`kshot.training.MetaTrainer` and writes, per process,
 ``<out>/<name>.rank<k>.pt``: the final algorithm state and the evaluation results that process holds.
-A run with ``"kill_main_at": n`` SIGKILLs the main process after outer step n.
+A run with ``"kill_main_at": n`` SIGKILLs the main process after outer step n; one with
+``"stop_main_at": n`` sets ``should_stop`` there (on the main process only, like any callback).
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ from kshot.training import MetaTrainer, TrainerCallback
 from kshot.training.setup import make_accelerator
 
 
+class StopMainAt(TrainerCallback):
+    """Asks to stop, as an early-stopping or cancel callback does; callbacks run on the main process only."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, trainer, step, metrics) -> None:
+        if step == self.step:
+            trainer.control.should_stop = True
+
+
 class KillMainAt(TrainerCallback):
     def __init__(self, step: int):
         self.step = step
@@ -38,6 +50,7 @@ def run(spec: dict[str, Any], entry: dict[str, Any], out: Path, accelerator=None
     own = entry.get("params_by_rank", {}).get(str(rank), {})  # to make processes disagree on purpose
     params = Params.from_dict({**spec["params"], **entry.get("params", {}), **own})
     callbacks = [KillMainAt(entry["kill_main_at"])] if "kill_main_at" in entry else []
+    callbacks += [StopMainAt(entry["stop_main_at"])] if "stop_main_at" in entry else []
     trainer = MetaTrainer(config, params, callbacks=callbacks, accelerator=accelerator)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -51,6 +64,8 @@ def run(spec: dict[str, Any], entry: dict[str, Any], out: Path, accelerator=None
         "validation": result.validation,
         "test": result.test,
         "num_processes": trainer.accelerator.num_processes,
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
     }
     torch.save(record, out / f"{entry['name']}.rank{rank}.pt")
     return record

@@ -203,8 +203,9 @@ def inner_loop(
                 new, state = update({n: current[n] for n in names}, grads, _detached(lr), state)
             new = {n: p.requires_grad_() for n, p in new.items()}
         current.update(new)
-        losses.append(float(loss.detach()))
-    return current, losses
+        losses.append(loss.detach())
+    # One device-to-host copy at the end, not a synchronisation per step.
+    return current, torch.stack(losses).float().cpu().tolist() if losses else []
 
 
 def _detached(lr: LearningRate) -> LearningRate:

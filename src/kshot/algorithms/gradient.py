@@ -24,7 +24,7 @@ import torch
 
 from ..data import Episode, TaskExamples, collate, length_sorted_batches
 from ..errors import ConfigError
-from .base import MetaAlgorithm, autocast, reduce_mean, support_batches, to_device
+from .base import MetaAlgorithm, autocast, support_batches, to_device
 from .functional import LearningRate, ParamDict, inner_loop, logits_in_batches, make_inner_update, params_of, query_gradients, trainable_names
 from .reptile import sum_across_processes
 
@@ -99,13 +99,16 @@ class GradientMetaLearner(MetaAlgorithm):
         )
 
     def meta_gradients(self, episodes: Sequence[Episode], total_tasks: int) -> tuple[list[torch.Tensor], dict[str, float]]:
-        """Mean over all processes' tasks of ∂ L_query(θ′) / ∂ meta_tensors(), and this process's metrics.
+        """Mean over all processes' tasks of ∂ L_query(θ′) / ∂ meta_tensors(), and the mean losses.
 
-        Every process ends with the same sum (one collective), so their parameters stay identical.
+        Gradients and loss sums travel in one collective; every process ends with the same values
+        (so identical parameters), even one that had no task this step.
         """
         wrt = self.meta_tensors()
         total = [torch.zeros_like(w) for w in wrt]
-        support_losses, query_losses = [], []
+        # Query loss sum, query tasks, support loss sum, support steps; in the gradients' dtype, so
+        # the flat collective is not promoted to another.
+        stats = torch.zeros(4, dtype=wrt[0].dtype, device=self.device)
         for ep in episodes:
             if len(ep.query) == 0:
                 raise ConfigError(f"{self.name} learns from the query loss after adaptation, but the episodes have no query examples; set params.k_query to 1 or more.")
@@ -113,13 +116,13 @@ class GradientMetaLearner(MetaAlgorithm):
             query = to_device(collate(ep.query.input_ids, self.pad_token_id, ep.query.labels), self.device)
             grads, loss = query_gradients(self.model, adapted, query, wrt, self.checkpointed, lambda: autocast(self.accelerator))
             torch._foreach_add_(total, grads)
-            support_losses += losses
-            query_losses.append(loss)
-        total = sum_across_processes(self.accelerator, total)
+            stats += torch.tensor([loss, 1.0, sum(losses), len(losses)], dtype=stats.dtype, device=self.device)
+        *total, stats = sum_across_processes(self.accelerator, total + [stats])
         torch._foreach_div_(total, float(total_tasks))
-        metrics = {"loss": float(np.mean(query_losses)) if query_losses else float("nan")}
-        if support_losses:
-            metrics["support_loss"] = float(np.mean(support_losses))
+        q_sum, q_n, s_sum, s_n = stats.tolist()
+        metrics = {"loss": q_sum / q_n if q_n else float("nan")}
+        if s_n:
+            metrics["support_loss"] = s_sum / s_n
         return total, metrics
 
     def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
@@ -132,7 +135,7 @@ class GradientMetaLearner(MetaAlgorithm):
         self.outer_optimizer.step()
         self.outer_optimizer.zero_grad(set_to_none=True)
         self.reset()
-        return reduce_mean(self.accelerator, metrics)
+        return metrics
 
     # ------------------------------------------------------------------ few-shot use
     def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Episode, collate
-from .base import autocast, reduce_mean, to_device
+from .base import autocast, to_device
 from .reptile import Reptile, sum_across_processes
 
 
@@ -46,18 +46,19 @@ class Transfer(Reptile):
             loss_sum += loss.detach().double()
         live = self.state.live
         grads = [q.grad if q.grad is not None else torch.zeros_like(q) for q in live]
-        count = torch.tensor([float(len(ids))], dtype=torch.float64, device=self.device)
-        *grads, count_loss = sum_across_processes(self.accelerator, grads + [torch.cat([count, loss_sum.reshape(1)])])
-        n = max(float(count_loss[0]), 1.0)
+        # Example count and loss sum ride in the gradients' collective (and dtype).
+        stats = torch.stack([torch.tensor(float(len(ids)), device=self.device), loss_sum]).to(grads[0].dtype)
+        *grads, stats = sum_across_processes(self.accelerator, grads + [stats])
+        n = max(float(stats[0]), 1.0)
         torch._foreach_div_(grads, n)
         if p.max_grad_norm is not None:
             torch.nn.utils.clip_grads_with_norm_(grads, p.max_grad_norm, torch.nn.utils.get_total_norm(grads))
         for m, g in zip(self.state.meta, grads):
-            m.grad = g.to(m.dtype)
+            m.grad = g
         for group in self.outer_optimizer.param_groups:
             group["lr"] = p.meta_lr * lr_scale
         self.outer_optimizer.step()
         self.outer_optimizer.zero_grad(set_to_none=True)
         self.model.zero_grad(set_to_none=True)
         self.reset()
-        return reduce_mean(self.accelerator, {"loss": float(count_loss[1]) / n})
+        return {"loss": float(stats[1]) / n}

@@ -138,7 +138,7 @@ def meta_gradients(
     """
     first_order = options.first_order
     device = next(iter(init.values())).device
-    phi = [p for p in lopt.parameters()]
+    phi = list(lopt.parameters())
     steps = len(support)
     n_graph = steps if options.truncate is None else min(options.truncate, steps)
     start = steps - n_graph
@@ -209,9 +209,9 @@ def meta_gradients(
             saved.append((params, slots, _rng_state(device)))
             with torch.no_grad():
                 params, slots, _ = run_segment(params, slots, first, last, track=False)
-        end_rng = _rng_state(device)
         final = {n: p.detach().requires_grad_() for n, p in params.items()}
         q = query_loss(loss_fn, final, query)
+        end_rng = _rng_state(device)  # where the generator would be without recomputation
         adj_params = list(torch.autograd.grad(q, list(final.values())))
         adj_slots: list = [None] * len(_flat({}, slots))
         for (p_in, s_in, rng), first, last in reversed(list(zip(saved, bounds, ends))):

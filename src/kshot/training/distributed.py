@@ -1,5 +1,6 @@
 """What multi-process meta-training needs beyond accelerate: the split of a meta-batch across
-processes, and a start-up check that every process is about to run the same thing.
+processes, the main process's stop decision sent to all, and a start-up check that every process is
+about to run the same thing.
 
 Processes never exchange tasks or data, only the outer update (a sum over processes) and evaluation
 metrics; so they must start from the same config, data, model and checkpoint. A difference there

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,19 @@ from pathlib import Path
 import httpx
 
 TOKEN = "test-token-0123456789"
+
+
+def require_program(name: str, package: str) -> str:
+    """The program's path; a missing one fails the test (it is part of the suite), unless
+    KSHOT_SKIP_SERVICES=1 says to skip the tests that need outside programs."""
+    import pytest
+
+    if os.environ.get("KSHOT_SKIP_SERVICES") == "1":
+        pytest.skip(f"KSHOT_SKIP_SERVICES=1: tests needing {name} skipped")
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run scripts/services.sh (apt-get install {package}), or set KSHOT_SKIP_SERVICES=1.")
+    return path
 
 
 def free_port() -> int:

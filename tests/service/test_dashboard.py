@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from .conftest import train_body, wait_finished
+from .live import require_program
 
 ARTIFACTS = Path(os.environ.get("KSHOT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -17,11 +17,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 @pytest.fixture()
 def browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromedriver are not installed; scripts/services.sh installs them.")
-        pytest.skip("chromium / chromedriver are not installed (apt-get install chromium chromium-driver)")
+    chromium, driver = require_program("chromium", "chromium"), require_program("chromedriver", "chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -97,7 +93,7 @@ def test_dashboard_lists_attempts_and_draws_loss_curves(live, service_data, brow
         _click(wait, "#compare-button")
         wait.until(lambda b: len(_query_all(b, "#compare-chart path.series")) == 2)
         series = dict(zip(_query_all(browser, "#compare-chart path.series", "data-series"),
-                          _query_all(browser, "#compare-chart path.series", "data-points")))
+                          _query_all(browser, "#compare-chart path.series", "data-points"), strict=True))
         assert series == {"dash-first": "5", "dash-live": "30"}
         tasks = _query_all(browser, "#compare-table tbody tr td:first-child")
         assert tasks == ["domain6", "domain7"]

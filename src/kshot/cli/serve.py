@@ -19,7 +19,7 @@ def serve(
     """Serve the attempts API and the dashboard; jobs run in `kshot worker` processes."""
     import uvicorn
 
-    from ..service import ServiceSettings, create_app
+    from ..service import create_app
 
     settings = _settings(host=host, port=port)
     settings.check_bind()

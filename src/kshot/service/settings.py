@@ -54,7 +54,9 @@ class ServiceSettings(BaseSettings):
 
     database_url: str | None = Field(None, description="SQLAlchemy URL of the attempt store; null = kshot_attempts.db in the working directory.")
     queue_backend: Literal["sqlite", "redis"] = Field("sqlite", description="huey storage: a SQLite file (no set-up) or Redis (workers on several machines).")
-    queue_path: Path = Field(Path("kshot_queue.db"), description="SQLite file of the job queue (queue_backend=sqlite); API and workers must name the same file.")
+    queue_path: Path = Field(
+        Path("kshot_queue.db"), description="SQLite file of the job queue (queue_backend=sqlite); API and workers must name the same file.",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the job queue (queue_backend=redis).")
     queue_name: str = Field("kshot", description="Queue name; services sharing one Redis need different names.")
     allowed_roots: Annotated[list[Path], NoDecode] = Field(

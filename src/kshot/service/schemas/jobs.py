@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...errors import ConfigError
 from .common import AttemptName
+
+# Ids are 64-bit integers in every database the store supports.
+AttemptId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 CONFIG_DOC = (
     "config.yaml as JSON: {data: {format, path, ...}, model: {name_or_path}, ...}. data.path and "
@@ -79,8 +82,10 @@ class TestRequest(BaseModel):
     __test__ = False  # not a pytest class, despite its name
 
     name: AttemptName | None = Field(None, description="Unique attempt name; default test-<time>-<random>.")
-    model: str | None = Field(None, min_length=1, max_length=4096, description="Model folder under the allowed roots or the output root, or a model registry name.")
-    attempt: AttemptName | int | None = Field(None, description="Or: the name or id of a completed training attempt, whose model is tested.")
+    model: str | None = Field(
+        None, min_length=1, max_length=4096, description="Model folder under the allowed roots or the output root, or a model registry name.",
+    )
+    attempt: AttemptName | AttemptId | None = Field(None, description="Or: the name or id of a completed training attempt, whose model is tested.")
     config: dict[str, Any] = Field(default_factory=dict, description="config.yaml as JSON; its data section names the test tasks.")
     params: dict[str, Any] = Field(default_factory=dict, description="Param overrides, e.g. {\"eval_inner_steps\": 20}.")
 

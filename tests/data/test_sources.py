@@ -191,7 +191,7 @@ def test_hf_missing_column_names_it_and_lists_the_columns(tmp_path):
         load_tasks(config)
     message = str(err.value)
     assert "no column 'reviews' (data.text_column)" in message
-    assert "Did you mean the column 'review'" in message or "Did you mean 'review'?" in message
+    assert "Did you mean 'review'?" in message
     assert "Columns: review, sentiment, category" in message
 
 

@@ -38,7 +38,13 @@ def child(args) -> dict:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from kshot.algorithms.learned_optimizer import LearnedOptimizer, LoptConfig, UnrollOptions, meta_gradients, model_loss_fn
+    from kshot.algorithms.learned_optimizer import (
+        LearnedOptimizer,
+        LoptConfig,
+        UnrollOptions,
+        meta_gradients,
+        model_loss_fn,
+    )
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -9,7 +9,14 @@ from torch import nn
 from torch.func import functional_call
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
-from kshot.algorithms.learned_optimizer import LearnedOptimizer, LoptConfig, UnrollOptions, adapt_params, meta_gradients, model_loss_fn
+from kshot.algorithms.learned_optimizer import (
+    LearnedOptimizer,
+    LoptConfig,
+    UnrollOptions,
+    adapt_params,
+    meta_gradients,
+    model_loss_fn,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -90,7 +97,7 @@ def test_meta_gradient_matches_finite_differences(kind):
     # sharply curved in θ: a smaller step keeps the central difference accurate.
     w = {n: torch.randn_like(p) for n, p in init.items()}
     analytic = sum(float((result.init[n] * w[n]).sum()) for n in init)
-    shifted = lambda s: {n: p + s * w[n] for n, p in init.items()}  # noqa: E731
+    shifted = lambda s: {n: p + s * w[n] for n, p in init.items()}
     eps = 1e-8
     numeric = (meta_loss(lopt, loss_fn, shifted(eps), support, query) - meta_loss(lopt, loss_fn, shifted(-eps), support, query)) / (2 * eps)
     assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8)
@@ -125,7 +132,7 @@ def test_first_order_and_truncation_drop_terms_but_keep_a_useful_gradient():
     full = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions())
     first = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions(first_order=True))
     last = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions(truncate=1))
-    flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])  # noqa: E731
+    flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])
     for approx in (first, last):
         assert approx.query_loss == pytest.approx(full.query_loss, rel=1e-12)  # same forward pass
         assert not torch.allclose(flat(approx.lopt), flat(full.lopt))

@@ -57,7 +57,11 @@ def run(tmp_path_factory, tiny_model_dir):
 
 def wider_model(out_dir, hidden: int = 48):
     """Another tiny BERT of the same family: same vocabulary and layer names, another width."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "vocab.txt").write_text("\n".join(synthetic.vocabulary()) + "\n")
@@ -78,7 +82,7 @@ def same_weights(a: LearnedOptimizer, b: LearnedOptimizer) -> bool:
 
 
 def test_meta_training_saves_the_learned_optimizer_beside_the_model(run):
-    config, params, result, _ = run
+    _, params, result, _ = run
     out = result.output_dir
     meta = json.loads((synthetic.Path(out) / "kshot.json").read_text())
     assert meta["algorithm"] == "learned_optimizer"
@@ -91,7 +95,7 @@ def test_meta_training_saves_the_learned_optimizer_beside_the_model(run):
 
 
 def test_evaluate_and_adapt_use_the_saved_optimizer(run, tmp_path):
-    config, params, result, root = run
+    config, params, result, _ = run
     out = result.output_dir
     tokenizer = load_tokenizer(out)
     algorithm = build_algorithm(load_model(out), params, None, tokenizer)

@@ -4,7 +4,13 @@ with the initialisation."""
 from .algorithm import LearnedOptimizerAlgorithm
 from .network import LearnedOptimizer, LoptConfig
 from .persistence import load_lopt, lopt_files
-from .unroll import MetaGradients, UnrollOptions, adapt_params, meta_gradients, model_loss_fn
+from .unroll import (
+    MetaGradients,
+    UnrollOptions,
+    adapt_params,
+    meta_gradients,
+    model_loss_fn,
+)
 
 __all__ = [
     "LearnedOptimizer",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data import Episode, TaskExamples, collate, length_sorted_batches
+from ...data import Episode, TaskExamples, length_sorted_batches
 from ...errors import ConfigError
 from ...models import read_kshot_meta
 from ..base import MetaAlgorithm, autocast, reduce_mean, support_batches, to_device

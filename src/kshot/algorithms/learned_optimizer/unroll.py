@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
 from ..base import autocast
 from ..functional import loss_of
 from .network import LearnedOptimizer

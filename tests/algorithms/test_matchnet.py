@@ -5,7 +5,13 @@ from kshot.config import Params
 from kshot.models import load_model, load_tokenizer
 from kshot.training.setup import build_algorithm
 
-from .metric_helpers import build, few_shot_accuracy, manual_embeddings, meta_train, tokenized
+from .metric_helpers import (
+    build,
+    few_shot_accuracy,
+    manual_embeddings,
+    meta_train,
+    tokenized,
+)
 
 SUPPORT = ["good great love", "nice item", "bad poor it", "awful worst the product was", "hate"]
 SUPPORT_LABELS = [2, 2, 0, 0, 0]

@@ -8,7 +8,14 @@ from kshot.errors import ModelError
 from kshot.models import load_model, load_tokenizer
 from kshot.training.setup import build_algorithm
 
-from .metric_helpers import assert_adapted_folder_predicts_like_memory, build, manual_embeddings, meta_train, few_shot_accuracy, tokenized
+from .metric_helpers import (
+    assert_adapted_folder_predicts_like_memory,
+    build,
+    few_shot_accuracy,
+    manual_embeddings,
+    meta_train,
+    tokenized,
+)
 
 SUPPORT = ["good great love", "nice item", "bad poor it", "awful worst the product was", "hate"]
 SUPPORT_LABELS = [2, 2, 0, 0, 0]  # label 1 ("b") has no support example

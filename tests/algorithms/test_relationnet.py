@@ -8,7 +8,12 @@ from kshot.training.fewshot import saved_params
 from kshot.training.setup import build_algorithm
 
 from .metric_helpers import (
-    assert_adapted_folder_predicts_like_memory, build, few_shot_accuracy, meta_train, run_config, run_params,
+    assert_adapted_folder_predicts_like_memory,
+    build,
+    few_shot_accuracy,
+    meta_train,
+    run_config,
+    run_params,
 )
 
 

@@ -4,7 +4,12 @@ import torch.nn.functional as F
 
 from kshot.algorithms.siamese import PairScorer, neighbour_scores, pair_targets
 
-from .metric_helpers import assert_adapted_folder_predicts_like_memory, build, few_shot_accuracy, meta_train
+from .metric_helpers import (
+    assert_adapted_folder_predicts_like_memory,
+    build,
+    few_shot_accuracy,
+    meta_train,
+)
 
 
 def test_pairs_are_labelled_same_or_different_class():

@@ -40,8 +40,9 @@ def test_the_api_stays_responsive_during_training_and_loses_no_step(live, servic
         failed = [(r.request.method, str(r.request.url), r.status_code) for r in responses if not r.is_success]
         assert not failed, failed[:10]
         assert len(responses) == CONCURRENT
-        # The burst happened while the job ran, not after it.
-        assert client.get(f"/attempts/{attempt['id']}").json()["n_steps"] < STEPS
+        # The burst overlapped the job: some of its own reads of the attempt saw it running.
+        seen = [r.json()["status"] for r in responses if r.request.method == "GET" and r.request.url.path == f"/attempts/{attempt['id']}"]
+        assert "running" in seen, seen
 
         done = wait_finished(client, attempt["id"])
         assert done["status"] == "completed", done["error"]

@@ -1,18 +1,33 @@
 """Training: the MetaTrainer, the few-shot evaluation protocol, callbacks and checkpoints."""
 
-from .callbacks import TrainerCallback, TrainerControl
-from .evaluation import evaluate_tasks, format_table
-from .fewshot import adapt_model, evaluate_model, predict_texts
-from .trainer import MetaTrainer, TrainResult
+from __future__ import annotations
 
-__all__ = [
-    "MetaTrainer",
-    "TrainResult",
-    "TrainerCallback",
-    "TrainerControl",
-    "adapt_model",
-    "evaluate_model",
-    "evaluate_tasks",
-    "format_table",
-    "predict_texts",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+# Imported on first use: the callbacks (used by the attempt store and the service) need no torch.
+_EXPORTS = {
+    "MetaTrainer": ".trainer",
+    "TrainResult": ".trainer",
+    "TrainerCallback": ".callbacks",
+    "TrainerControl": ".callbacks",
+    "adapt_model": ".fewshot",
+    "evaluate_model": ".fewshot",
+    "predict_texts": ".fewshot",
+    "evaluate_tasks": ".evaluation",
+    "format_table": ".evaluation",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .callbacks import TrainerCallback, TrainerControl
+    from .evaluation import evaluate_tasks, format_table
+    from .fewshot import adapt_model, evaluate_model, predict_texts
+    from .trainer import MetaTrainer, TrainResult
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'kshot.training' has no attribute {name!r}")

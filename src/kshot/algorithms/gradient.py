@@ -42,6 +42,9 @@ class GradientMetaLearner(MetaAlgorithm):
         if self.checkpointed:
             # Hugging Face's per-layer checkpointing recomputes with the module's own weights, not θ′;
             # the functional forward pass is checkpointed as a whole instead (functional.logits_of).
+            # That drops the forward activations of the query pass and of first-order inner steps; the
+            # graph that second-order steps keep for the double backward stays, so their memory is
+            # bounded with second_order_steps / first_order instead.
             disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
             disable()
         self.names = trainable_names(model)

@@ -208,3 +208,13 @@ def test_adapt_starts_from_the_meta_parameters_and_reset_forgets():
     with torch.no_grad():
         direct = exported(**query_batch(ep)).logits.numpy()
     np.testing.assert_allclose(direct, adapted, rtol=1e-6)
+
+
+def test_episodes_without_query_examples_are_refused_with_the_field_to_change():
+    from kshot.errors import ConfigError
+
+    alg = build("maml", BagOfWords())
+    ep = episode()
+    ep.query = ep.query.subset(np.array([], dtype=np.int64))
+    with pytest.raises(ConfigError, match="k_query"):
+        alg.meta_step([ep], step=0, total_tasks=1)

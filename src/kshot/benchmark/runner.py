@@ -39,12 +39,13 @@ class BenchmarkSpec:
             raise ConfigError("Give a budget: --budget-minutes M (same wall clock for all) or --budget-steps N (same outer steps).")
 
     def entry(self, algorithm: str) -> dict[str, Any]:
-        params = {**self.params.to_dict(), **self.algorithm_params.get(algorithm, {}), "algorithm": algorithm}
+        params = self.params.to_dict()
         if self.budget_steps is not None:
             params["meta_steps"] = self.budget_steps
-        elif self.budget_minutes is not None:
-            # The clock stops training; meta_steps only bounds it (and shapes the lr schedule).
-            params["meta_steps"] = max(params["meta_steps"], 1)
+        # An algorithm's own file wins over the budget: finetune, say, needs a single no-op step.
+        # With a time budget the clock stops training; meta_steps only bounds it (and shapes the lr schedule).
+        params.update(self.algorithm_params.get(algorithm, {}))
+        params["algorithm"] = algorithm
         Params.from_dict(params)  # fail here, before any run starts, on a bad override
         config = self.config.to_dict()
         config["output_dir"] = str(self.out_dir / "models" / algorithm)

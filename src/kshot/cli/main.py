@@ -85,9 +85,18 @@ def evaluate(
     from .attempts import tracked_evaluate
     from .logs import setup_logging
 
+    from ..training import evaluate_model
+    from ..training.fewshot import saved_params
+    from ..training.setup import make_accelerator
+
     cfg, _ = _load(config, None, [s for s in (set_ or []) if s.startswith("config.")])
     overrides = _param_overrides(set_)
-    setup_logging(cfg.logging.log_dir, cfg.logging.level)
+    accelerator = make_accelerator(saved_params(model, overrides))
+    setup_logging(cfg.logging.log_dir, cfg.logging.level, accelerator.is_main_process)
+    if not accelerator.is_main_process:
+        # Under a launcher every process scores its share of the tasks; only the main one reports.
+        evaluate_model(model, cfg, overrides, accelerator)
+        return
     results = tracked_evaluate(model, cfg, overrides, name=name, db=db, no_track=no_track)
     typer.echo(format_table(results, title=f"Few-shot evaluation of {model}:"))
     if json_out:

@@ -14,7 +14,6 @@ steps keep their graph) and :meth:`outer_groups` (what the outer Adam optimizes,
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,16 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Episode, TaskExamples, collate, length_sorted_batches
+from ..data import Episode, TaskExamples, collate
 from ..errors import ConfigError
-from .base import MetaAlgorithm, autocast, support_batches, to_device
-from .functional import LearningRate, ParamDict, inner_loop, logits_in_batches, make_inner_update, params_of, query_gradients, trainable_names
+from .adapted_params import ParamDictAlgorithm
+from .base import autocast, support_batches, to_device
+from .functional import LearningRate, ParamDict, inner_loop, make_inner_update, params_of, query_gradients, trainable_names
 from .reptile import sum_across_processes
 
 logger = logging.getLogger(__name__)
 
 
-class GradientMetaLearner(MetaAlgorithm):
+class GradientMetaLearner(ParamDictAlgorithm):
     """MAML (Finn et al., 2017) and the methods that differ from it by a hook."""
 
     name = "maml"
@@ -145,34 +145,6 @@ class GradientMetaLearner(MetaAlgorithm):
         """The same inner loop as in meta-training (same update rule, same rates), without a graph."""
         self.adapted, losses = self.inner(support, steps, seed, track_meta=False)
         return {"loss": float(np.mean(losses)) if losses else float("nan")}
-
-    def reset(self) -> None:
-        self.adapted = None
-
-    def predict(self, task: TaskExamples, batch_size: int) -> np.ndarray:
-        if self.adapted is None:
-            return super().predict(task, batch_size)
-        was_training = self.model.training
-        self.model.eval()
-        with autocast(self.accelerator):
-            logits = logits_in_batches(
-                self.model, self.adapted, length_sorted_batches(task, batch_size, self.pad_token_id), len(task),
-                self.model.config.num_labels, self.device,
-            )
-        self.model.train(was_training)
-        return logits.numpy()
-
-    def export_model(self, adapted: bool = False):
-        if not adapted or self.adapted is None:
-            self.reset()
-            return self.model
-        # Once per saved model (never per task): a copy holding θ′, so the model itself keeps θ.
-        model = copy.deepcopy(self.model)
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, value in self.adapted.items():
-                named[n].copy_(value)
-        return model
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:

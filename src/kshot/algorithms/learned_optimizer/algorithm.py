@@ -21,8 +21,9 @@ import torch
 from ...data import Episode, TaskExamples, length_sorted_batches
 from ...errors import ConfigError
 from ...models import read_kshot_meta
-from ..base import MetaAlgorithm, autocast, reduce_mean, support_batches, to_device
-from ..functional import logits_in_batches, params_of, trainable_names
+from ..adapted_params import ParamDictAlgorithm
+from ..base import reduce_mean, support_batches, to_device
+from ..functional import params_of, trainable_names
 from ..reptile import sum_across_processes
 from .network import LearnedOptimizer, LoptConfig
 from .persistence import has_lopt, load_lopt, lopt_files, lopt_from_state, lopt_state
@@ -56,7 +57,7 @@ def lopt_config(params) -> LoptConfig:
         raise ConfigError(f"params (lopt_kind, lopt_hidden, lopt_max_step, inner_lr): {err}") from None
 
 
-class LearnedOptimizerAlgorithm(MetaAlgorithm):
+class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
     name = "learned_optimizer"
 
     def __init__(self, model, params, accelerator, pad_token_id):
@@ -157,32 +158,6 @@ class LearnedOptimizerAlgorithm(MetaAlgorithm):
         self.model.train()
         self.adapted, losses = adapt_params(self.lopt, self.loss_fn, self.meta, batches)
         return {"loss": float(np.mean(losses)) if losses else float("nan")}
-
-    def reset(self) -> None:
-        self.adapted = None
-
-    def predict(self, task: TaskExamples, batch_size: int) -> np.ndarray:
-        if self.adapted is None:
-            return super().predict(task, batch_size)
-        was_training = self.model.training
-        self.model.eval()
-        with autocast(self.accelerator):
-            logits = logits_in_batches(
-                self.model, self.adapted, length_sorted_batches(task, batch_size, self.pad_token_id), len(task), self.model.config.num_labels, self.device
-            )
-        self.model.train(was_training)
-        return logits.numpy()
-
-    def export_model(self, adapted: bool = False):
-        if not adapted or self.adapted is None:
-            self.reset()
-            return self.model
-        model = copy.deepcopy(self.model)  # once per saved model: the model itself keeps θ
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, value in self.adapted.items():
-                named[n].copy_(value)
-        return model
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ...errors import ConfigError
 from .common import AttemptName
@@ -55,24 +55,18 @@ def check_params(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+# Bodies checked by kshot's own config classes (unknown keys, wrong types, NaN) wherever they appear.
+ConfigBody = Annotated[dict[str, Any], AfterValidator(check_config)]
+ParamsBody = Annotated[dict[str, Any], AfterValidator(check_params)]
+
 class TrainRequest(BaseModel):
     """Meta-train in the background; the attempt is returned at once, queued."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: AttemptName | None = Field(None, description="Unique attempt name; default train-<time>-<random>.")
-    config: dict[str, Any] = Field(default_factory=dict, description=CONFIG_DOC)
-    params: dict[str, Any] = Field(default_factory=dict, description="params.yaml as JSON: algorithm and hyperparameters.")
-
-    @field_validator("config")
-    @classmethod
-    def _valid_config(cls, value):
-        return check_config(value)
-
-    @field_validator("params")
-    @classmethod
-    def _valid_params(cls, value):
-        return check_params(value)
+    config: ConfigBody = Field(default_factory=dict, description=CONFIG_DOC)
+    params: ParamsBody = Field(default_factory=dict, description="params.yaml as JSON: algorithm and hyperparameters.")
 
 
 class TestRequest(BaseModel):
@@ -86,18 +80,8 @@ class TestRequest(BaseModel):
         None, min_length=1, max_length=4096, description="Model folder under the allowed roots or the output root, or a model registry name.",
     )
     attempt: AttemptName | AttemptId | None = Field(None, description="Or: the name or id of a completed training attempt, whose model is tested.")
-    config: dict[str, Any] = Field(default_factory=dict, description="config.yaml as JSON; its data section names the test tasks.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Param overrides, e.g. {\"eval_inner_steps\": 20}.")
-
-    @field_validator("config")
-    @classmethod
-    def _valid_config(cls, value):
-        return check_config(value)
-
-    @field_validator("params")
-    @classmethod
-    def _valid_params(cls, value):
-        return check_params(value)
+    config: ConfigBody = Field(default_factory=dict, description="config.yaml as JSON; its data section names the test tasks.")
+    params: ParamsBody = Field(default_factory=dict, description="Param overrides, e.g. {\"eval_inner_steps\": 20}.")
 
     @model_validator(mode="after")
     def _one_model(self):

@@ -218,3 +218,25 @@ def test_episodes_without_query_examples_are_refused_with_the_field_to_change():
     ep.query = ep.query.subset(np.array([], dtype=np.int64))
     with pytest.raises(ConfigError, match="k_query"):
         alg.meta_step([ep], step=0, total_tasks=1)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_anil_runs_the_body_once_per_task_with_the_same_meta_gradient(model_name, first_order):
+    from kshot.algorithms.gradient import GradientMetaLearner
+
+    model = MODELS[model_name]()
+    alg = build("anil", model, inner_steps=4, inner_batch_size=4, first_order=first_order)
+    assert alg.head_module_name == "classifier"
+    body = getattr(model, model.base_model_prefix)
+    calls = []
+    next(m for m in body.modules() if isinstance(m, torch.nn.Embedding)).register_forward_hook(lambda *_: calls.append(1))
+    ep = episode(seed=5)
+    fast, _ = alg.meta_gradients([ep], total_tasks=1)
+    assert len(calls) == 2  # the support once for all 4 inner steps, then the query
+    # The reference: the whole model run at every inner step (what maml's inner loop does).
+    alg.inner = lambda *args, **kwargs: GradientMetaLearner.inner(alg, *args, **kwargs)
+    slow, _ = alg.meta_gradients([ep], total_tasks=1)
+    assert len(calls) == 2 + 4 + 1
+    torch.testing.assert_close(flat(fast), flat(slow), rtol=1e-9, atol=1e-12)
+    assert float(flat(fast[: len(alg.meta) - 2]).abs().max()) > 0  # the body is meta-trained

@@ -64,6 +64,19 @@ def test_arsc_explicit_domain_lists(mini_arsc):
     assert {t.support.domain for t in tasks.test} == {"beta"}
 
 
+def test_arsc_training_domain_held_out_as_test_gets_a_five_shot_support(mini_arsc):
+    # Tuning on held-out training domains: their train files are full, the support is 5 + 5 of them.
+    tasks = load_tasks(arsc_config(mini_arsc, test_domains=["beta"]))
+    again = load_tasks(arsc_config(mini_arsc, test_domains=["beta"]))
+    for task, same in zip(tasks.test, again.test):
+        pool = read_lines(mini_arsc / f"{task.name}.train")
+        support = list(zip(task.support.texts, task.support.labels.tolist()))
+        assert len(pool) > 10 and sorted(np.bincount(task.support.labels).tolist()) == [5, 5]
+        assert set(support) <= set(pool)
+        assert support == list(zip(same.support.texts, same.support.labels.tolist()))  # deterministic
+        assert list(zip(task.query.texts, task.query.labels.tolist())) == read_lines(mini_arsc / f"{task.name}.test")
+
+
 def test_arsc_unknown_domain_suggests_the_closest(mini_arsc):
     with pytest.raises(DataError) as err:
         load_tasks(arsc_config(mini_arsc, train_domains=["alpha", "betta"]))

@@ -93,14 +93,19 @@ def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def support_batches(task: TaskExamples, steps: int, batch_size: int, pad_token_id: int, generator: np.random.Generator):
-    """``steps`` batches cycling through shuffled passes over the support set."""
-    n = len(task)
+def support_indices(n: int, steps: int, batch_size: int, generator: np.random.Generator):
+    """``steps`` index batches cycling through shuffled passes over ``n`` support examples."""
     order = np.empty(0, dtype=np.int64)
     for _ in range(steps):
         if len(order) < min(batch_size, n):
             order = np.concatenate([order, generator.permutation(n)])
         idx, order = order[:batch_size], order[batch_size:]
+        yield idx
+
+
+def support_batches(task: TaskExamples, steps: int, batch_size: int, pad_token_id: int, generator: np.random.Generator):
+    """``steps`` batches cycling through shuffled passes over the support set."""
+    for idx in support_indices(len(task), steps, batch_size, generator):
         yield collate([task.input_ids[i] for i in idx], pad_token_id, task.labels[idx])
 
 

@@ -96,8 +96,12 @@ def logits_of(model: torch.nn.Module, params: ParamDict, batch: Batch, double_ba
 
 def loss_of(model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False) -> torch.Tensor:
     """Mean cross-entropy of the model on ``batch`` (which holds ``labels``) with ``params``."""
-    logits = logits_of(model, params, batch, double_backward, checkpointed)
-    return F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, batch["labels"])
+    return cross_entropy(logits_of(model, params, batch, double_backward, checkpointed), batch["labels"])
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy, in float32 at least (half-precision logits are upcast, float64 kept)."""
+    return F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, labels)
 
 
 # ---------------------------------------------------------------------------------------- inner updates
@@ -172,6 +176,7 @@ def inner_loop(
     max_grad_norm: float | None = None,
     checkpointed: bool = False,
     autocast: Callable[[], Any] = contextlib.nullcontext,
+    loss_fn: Callable[[ParamDict, Any, bool], torch.Tensor] | None = None,
 ) -> tuple[ParamDict, list[float]]:
     """Adapt ``params`` with one inner step per batch; returns (θ′, the loss of every step).
 
@@ -179,8 +184,13 @@ def inner_loop(
     others stay the very tensors of ``params``. ``second_order(i)``: keep the graph of step ``i``'s
     gradient (MAML), or treat that gradient as a constant (first-order MAML); a bool applies to
     every step. ``track_meta=False``: θ′ is not needed as a function of θ (adaptation at test time),
-    so each step starts from detached weights and no graph is kept.
+    so each step starts from detached weights and no graph is kept. ``loss_fn(params, batch,
+    double_backward)``: the step's loss (default: the model's cross-entropy on the batch; anil
+    passes a loss of the head alone on features computed once).
     """
+    if loss_fn is None:
+        def loss_fn(current: ParamDict, batch: Batch, keep: bool) -> torch.Tensor:
+            return loss_of(model, current, batch, double_backward=keep, checkpointed=checkpointed)
     names = list(adapt) if adapt is not None else list(params)
     current = dict(params)
     if not track_meta:
@@ -191,7 +201,7 @@ def inner_loop(
         keep = second_order(i) if callable(second_order) else second_order
         keep = keep and track_meta
         with autocast():
-            loss = loss_of(model, current, batch, double_backward=keep, checkpointed=checkpointed)
+            loss = loss_fn(current, batch, keep)
         grads = torch.autograd.grad(loss, [current[n] for n in names], create_graph=keep, allow_unused=True)
         grads = {n: torch.zeros_like(current[n]) if g is None else g for n, g in zip(names, grads)}
         if max_grad_norm is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import torch
 import yaml
 
 from kshot.tracking import AttemptStore

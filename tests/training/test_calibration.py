@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from kshot.data import FixedTask, TaskExamples
+from kshot.data import TaskExamples
 from kshot.training import MetaTrainer, adapt_model
 from kshot.training.calibration import label_prior, prior_shift
 from kshot.training.evaluation import evaluate_task

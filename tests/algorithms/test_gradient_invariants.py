@@ -240,3 +240,30 @@ def test_anil_runs_the_body_once_per_task_with_the_same_meta_gradient(model_name
     assert len(calls) == 2 + 4 + 1
     torch.testing.assert_close(flat(fast), flat(slow), rtol=1e-9, atol=1e-12)
     assert float(flat(fast[: len(alg.meta) - 2]).abs().max()) > 0  # the body is meta-trained
+
+
+class TwoModuleHead(BagOfWords):
+    """A head spread over two modules with an activation between them (as DistilBERT's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre_classifier = torch.nn.Linear(6, 6).double()
+
+    def forward(self, input_ids, attention_mask, labels=None):
+        mask = attention_mask.unsqueeze(-1).to(self.classifier.weight.dtype)
+        pooled = (self.body["embed"](input_ids) * mask).sum(1) / mask.sum(1)
+        logits = self.classifier(torch.relu(self.pre_classifier(torch.tanh(self.body["mix"](pooled)))))
+        return type(super().forward(input_ids, attention_mask))(logits=logits)
+
+
+def test_anil_with_a_head_of_several_modules_runs_the_whole_model_each_step():
+    model = TwoModuleHead()
+    alg = build("anil", model, inner_steps=3)
+    assert alg.head_module_name is None
+    assert set(head_names(model)) == {"classifier.weight", "classifier.bias", "pre_classifier.weight", "pre_classifier.bias"}
+    ep = episode(seed=2)
+    adapted, losses = alg.inner(ep.support, 3, ep.seed, track_meta=True)
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert all(adapted[n] is q for n, q in model.named_parameters() if n.startswith("body."))
+    grads, _ = alg.meta_gradients([ep], total_tasks=1)
+    assert float(flat(grads).abs().max()) > 0

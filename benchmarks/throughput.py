@@ -2,9 +2,13 @@
 
 Measures, in one run (so the ratios are meaningful on a noisy machine):
 1. the float32 matrix-multiply peak (GFLOP/s) with torch.mm at the model's own shapes;
-2. kshot's Reptile meta-training on real ARSC episodes: episodes/s, examples/s, and the inner
-   loop's achieved GFLOP/s (FLOPs counted by torch.utils.flop_counter on the same batches);
-3. optionally (--naive) the loop of the seed project, re-implemented for comparison: per task filter
+2. kshot's meta-training (the algorithm of --set algorithm=..., Reptile by default) on real ARSC
+   episodes: episodes/s, episode examples (support + query) per second, and the achieved GFLOP/s
+   of the whole meta-step (FLOPs counted by torch.utils.flop_counter on the very same episodes);
+3. a full-model training step (forward + backward) on the support batches of those episodes: the
+   inner loop of Reptile/MAML, whose GFLOP/s is the "inner loop" figure (ANIL's inner loop runs the
+   head alone, a few small products; its cost is the meta-step's body passes, figure 2);
+4. optionally (--naive) the loop of the seed project, re-implemented for comparison: per task filter
    the whole dataset by domain, tokenize the chosen examples, pad every batch to 512 tokens, deepcopy
    the model, AdamW with a linear schedule for the inner epochs, score the query set, accumulate
    (meta − fast) and step an outer AdamW.
@@ -24,7 +28,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kshot.config import KshotConfig, Params
-from kshot.data import collate
 from kshot.models import load_model, load_tokenizer, resolve_model_name
 from kshot.training.setup import build_algorithm, build_tasks, make_accelerator
 
@@ -69,6 +72,12 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int) -> dict:
     for step in timed:
         algo.meta_step(sampler.meta_batch(step), step, params.meta_batch_size)
     wall = time.perf_counter() - t0
+    # FLOPs depend on the shapes only, so replaying the timed steps' episodes counts them exactly.
+    with FlopCounterMode(display=False) as counter:
+        for step in timed:
+            algo.meta_step(sampler.meta_batch(step), step, params.meta_batch_size)
+    meta_flops = counter.get_total_flops()
+    episode_examples = sum(len(ep.support) + len(ep.query) for step in timed for ep in sampler.meta_batch(step))
     # The inner loop alone on exactly the batches of the timed steps (same episodes, same batch
     # order), timed apart from the query scoring and the outer update, then its FLOPs counted.
     batches = [
@@ -90,9 +99,10 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int) -> dict:
     n_episodes = steps * params.meta_batch_size
     return {
         "episodes_per_s": n_episodes / wall,
-        "examples_per_s": sum(len(b["input_ids"]) for b in batches) / wall,
+        "episode_examples_per_s": episode_examples / wall,
+        "meta_step_gflops_per_s": meta_flops / wall / 1e9,
         "inner_loop_gflops_per_s": flops / inner_time / 1e9,
-        "inner_loop_share_of_wall": inner_time / wall,
+        "full_model_inner_loop_s_per_wall_s": inner_time / wall,
         "mean_tokens_per_example": float(np.mean([int(b["attention_mask"].sum()) / len(b["input_ids"]) for b in batches])),
         "wall_s": wall,
     }
@@ -164,6 +174,7 @@ def main() -> None:
     result = {"threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "params": params.to_dict()}
     result["kshot"] = kshot_throughput(config, params, args.steps)
     result["inner_loop_share_of_peak"] = result["kshot"]["inner_loop_gflops_per_s"] / peak
+    result["meta_step_share_of_peak"] = result["kshot"]["meta_step_gflops_per_s"] / peak
     if args.naive_episodes:
         result["naive_episodes_per_s"] = naive_throughput(config, params, args.naive_episodes)
         result["speedup_vs_naive"] = result["kshot"]["episodes_per_s"] / result["naive_episodes_per_s"]

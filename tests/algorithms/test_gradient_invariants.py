@@ -268,3 +268,49 @@ def test_anil_with_a_head_of_several_modules_runs_the_whole_model_each_step():
     assert all(adapted[n] is q for n, q in model.named_parameters() if n.startswith("body."))
     grads, _ = alg.meta_gradients([ep], total_tasks=1)
     assert float(flat(grads).abs().max()) > 0
+
+
+def test_anil_prototype_head_scores_minus_the_squared_distance_to_each_class_mean():
+    model = BagOfWords()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+    alg = build("anil", model, anil_head_init="prototypes", inner_steps=0)
+    ep = episode(seed=4)
+    alg.adapt(ep.support, steps=0, seed=ep.seed)
+    features = []
+    hook = model.classifier.register_forward_pre_hook(lambda _m, args: features.append(args[0]) and None)
+    with torch.no_grad():
+        model(**collate(ep.support.input_ids, 0))
+        model(**query_batch(ep))
+    hook.remove()
+    support, query = features
+    labels = torch.as_tensor(ep.support.labels)
+    means = torch.stack([support[labels == c].mean(0) for c in range(2)])
+    expected = (-torch.cdist(query, means) ** 2).float()
+    logits = torch.as_tensor(alg.predict(ep.query, batch_size=4))  # float32, as predictions are
+    # Equal up to ‖x‖², which is the same for every class of a query example.
+    torch.testing.assert_close(logits - logits[:, :1], expected - expected[:, :1], rtol=1e-5, atol=1e-5)
+
+
+def test_anil_prototype_head_keeps_the_meta_learned_head_and_trains_the_body_through_the_means():
+    model = BagOfWords()
+    alg = build("anil", model, anil_head_init="prototypes", inner_steps=2)
+    plain = build("anil", copy.deepcopy(model), inner_steps=2)
+    ep = episode(seed=6)
+    grads, _ = alg.meta_gradients([ep], total_tasks=1)
+    plain_grads, _ = plain.meta_gradients([ep], total_tasks=1)
+    names = [n for n, _ in model.named_parameters()]
+    by_name = dict(zip(names, grads))
+    assert float(by_name["classifier.weight"].abs().max()) > 0  # the meta-learned head still learns
+    assert not torch.allclose(flat(grads), flat(plain_grads))  # and the means change the body's gradient
+    direction = [torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype) for p in alg.meta.values()]
+    analytic = float(sum((g * d).sum() for g, d in zip(grads, direction)))
+    assert analytic == pytest.approx(directional_fd(alg, ep, direction), rel=1e-5, abs=1e-9)
+
+
+def test_anil_prototype_head_needs_a_single_linear_head():
+    from kshot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="anil_head_init='meta'"):
+        build("anil", TwoModuleHead(), anil_head_init="prototypes")

@@ -13,6 +13,15 @@ body pass however many inner steps it takes. That needs the head to be one modul
 output (``classifier`` in BERT, RoBERTa, ELECTRA, ...); a model whose head is spread over several
 modules (DistilBERT's ``pre_classifier`` + ``classifier``) runs the whole model every step. The one
 difference from running the model every step: the body's dropout mask is drawn once per task.
+
+``params.anil_head_init = "prototypes"`` starts each task's head from the meta-learned head plus
+the prototype head of Proto-MAML (Triantafillou et al., 2020): with μ_c the mean support feature
+of class c, row c of the weight gets 2·μ_c and its bias −‖μ_c‖², i.e. the logits of minus the
+squared distance to μ_c (up to a term common to every class). The support set then decides where
+the boundary starts (ARSC's t2/t4/t5 tasks share their texts' domain but not their threshold),
+while the meta-learned part keeps what all tasks share, such as the query sets' label imbalance
+that balanced supports hide. The prototypes are a function of the body's features, so the body
+gets a meta-gradient through them as well.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import torch
 from torch.func import functional_call
 
 from ..data import TaskExamples, collate
+from ..errors import ConfigError
 from .base import autocast, support_indices, to_device
 from .functional import ParamDict, cross_entropy, head_names, inner_loop, logits_of
 from .gradient import GradientMetaLearner
@@ -37,6 +47,13 @@ class ANIL(GradientMetaLearner):
         super().__init__(model, params, accelerator, pad_token_id)
         modules = {n.split(".")[0] for n in self.head}
         self.head_module_name = modules.pop() if len(modules) == 1 else None
+        if params.anil_head_init == "prototypes":
+            head = model.get_submodule(self.head_module_name) if self.head_module_name else None
+            if not isinstance(head, torch.nn.Linear):
+                raise ConfigError(
+                    f"params.anil_head_init='prototypes' needs a head that is one Linear layer fed the body's output; "
+                    f"{type(model).__name__}'s head is {sorted(self.head)}. Use anil_head_init='meta' with this model."
+                )
 
     def adapt_names(self) -> list[str]:
         return self.head
@@ -56,6 +73,8 @@ class ANIL(GradientMetaLearner):
         labels = torch.as_tensor(support.labels, device=self.device)
         head = self.model.get_submodule(self.head_module_name)
         prefix = len(self.head_module_name) + 1
+        if p.anil_head_init == "prototypes":
+            params.update(self.prototype_head(params, features, labels))
 
         def head_loss(current: ParamDict, idx: Any, keep: bool) -> torch.Tensor:
             local = {n[prefix:]: current[n] for n in self.head}
@@ -67,6 +86,21 @@ class ANIL(GradientMetaLearner):
             self.update, self.head, second_order=self.second_order(steps), track_meta=track_meta,
             max_grad_norm=p.max_grad_norm, loss_fn=head_loss,
         )
+
+    def prototype_head(self, params: ParamDict, features: torch.Tensor, labels: torch.Tensor) -> ParamDict:
+        """The meta-learned head plus the prototype head of ``features`` (see the module docstring).
+
+        A class absent from the support set keeps the meta-learned row alone."""
+        weight_name, bias_name = f"{self.head_module_name}.weight", f"{self.head_module_name}.bias"
+        weight = params[weight_name]
+        one_hot = torch.nn.functional.one_hot(labels, weight.shape[0]).to(features.dtype)
+        counts = one_hot.sum(0)
+        means = (one_hot.T @ features) / counts.clamp(min=1).unsqueeze(1)
+        present = (counts > 0).to(features.dtype)
+        out = {weight_name: weight + 2 * means.to(weight.dtype) * present.unsqueeze(1).to(weight.dtype)}
+        if bias_name in params:
+            out[bias_name] = params[bias_name] - (means.pow(2).sum(1) * present).to(weight.dtype)
+        return out
 
     def head_inputs(self, params: ParamDict, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the body feeds the head for ``batch`` (with weights ``params``), captured by a hook.

@@ -314,3 +314,13 @@ def test_anil_prototype_head_needs_a_single_linear_head():
 
     with pytest.raises(ConfigError, match="anil_head_init='meta'"):
         build("anil", TwoModuleHead(), anil_head_init="prototypes")
+
+
+def test_anil_prototype_head_leaves_a_class_without_support_examples_at_the_meta_learned_row():
+    model = BagOfWords()
+    alg = build("anil", model, anil_head_init="prototypes")
+    features = torch.randn(4, 6, dtype=torch.float64)
+    head = alg.prototype_head(dict(alg.meta), features, torch.zeros(4, dtype=torch.long))
+    torch.testing.assert_close(head["classifier.weight"][1], model.classifier.weight[1])
+    torch.testing.assert_close(head["classifier.bias"][1], model.classifier.bias[1])
+    torch.testing.assert_close(head["classifier.weight"][0], model.classifier.weight[0] + 2 * features.mean(0))

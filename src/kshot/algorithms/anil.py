@@ -90,16 +90,14 @@ class ANIL(GradientMetaLearner):
     def prototype_head(self, params: ParamDict, features: torch.Tensor, labels: torch.Tensor) -> ParamDict:
         """The meta-learned head plus the prototype head of ``features`` (see the module docstring).
 
-        A class absent from the support set keeps the meta-learned row alone."""
+        A class absent from the support set has a zero mean, so it keeps the meta-learned row alone."""
         weight_name, bias_name = f"{self.head_module_name}.weight", f"{self.head_module_name}.bias"
         weight = params[weight_name]
         one_hot = torch.nn.functional.one_hot(labels, weight.shape[0]).to(features.dtype)
-        counts = one_hot.sum(0)
-        means = (one_hot.T @ features) / counts.clamp(min=1).unsqueeze(1)
-        present = (counts > 0).to(features.dtype)
-        out = {weight_name: weight + 2 * means.to(weight.dtype) * present.unsqueeze(1).to(weight.dtype)}
+        means = ((one_hot.T @ features) / one_hot.sum(0).clamp(min=1).unsqueeze(1)).to(weight.dtype)
+        out = {weight_name: weight + 2 * means}
         if bias_name in params:
-            out[bias_name] = params[bias_name] - (means.pow(2).sum(1) * present).to(weight.dtype)
+            out[bias_name] = params[bias_name] - means.pow(2).sum(1)
         return out
 
     def head_inputs(self, params: ParamDict, batch: dict[str, torch.Tensor]) -> torch.Tensor:

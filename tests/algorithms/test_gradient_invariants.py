@@ -270,12 +270,13 @@ def test_anil_with_a_head_of_several_modules_runs_the_whole_model_each_step():
     assert float(flat(grads).abs().max()) > 0
 
 
-def test_anil_prototype_head_scores_minus_the_squared_distance_to_each_class_mean():
+@pytest.mark.parametrize("scale", [1.0, 0.1])
+def test_anil_prototype_head_scores_minus_the_squared_distance_to_each_class_mean(scale):
     model = BagOfWords()
     with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.zero_()
-    alg = build("anil", model, anil_head_init="prototypes", inner_steps=0)
+    alg = build("anil", model, anil_head_init="prototypes", anil_prototype_scale=scale, inner_steps=0)
     ep = episode(seed=4)
     alg.adapt(ep.support, steps=0, seed=ep.seed)
     features = []
@@ -287,7 +288,7 @@ def test_anil_prototype_head_scores_minus_the_squared_distance_to_each_class_mea
     support, query = features
     labels = torch.as_tensor(ep.support.labels)
     means = torch.stack([support[labels == c].mean(0) for c in range(2)])
-    expected = (-torch.cdist(query, means) ** 2).float()
+    expected = (-scale * torch.cdist(query, means) ** 2).float()
     logits = torch.as_tensor(alg.predict(ep.query, batch_size=4))  # float32, as predictions are
     # Equal up to ‖x‖², which is the same for every class of a query example.
     torch.testing.assert_close(logits - logits[:, :1], expected - expected[:, :1], rtol=1e-5, atol=1e-5)

@@ -16,12 +16,12 @@ difference from running the model every step: the body's dropout mask is drawn o
 
 ``params.anil_head_init = "prototypes"`` starts each task's head from the meta-learned head plus
 the prototype head of Proto-MAML (Triantafillou et al., 2020): with μ_c the mean support feature
-of class c, row c of the weight gets 2·μ_c and its bias −‖μ_c‖², i.e. the logits of minus the
-squared distance to μ_c (up to a term common to every class). The support set then decides where
-the boundary starts (ARSC's t2/t4/t5 tasks share their texts' domain but not their threshold),
-while the meta-learned part keeps what all tasks share, such as the query sets' label imbalance
-that balanced supports hide. The prototypes are a function of the body's features, so the body
-gets a meta-gradient through them as well.
+of class c and s = ``params.anil_prototype_scale``, row c of the weight gets 2s·μ_c and its bias
+−s‖μ_c‖², i.e. the logits of minus s times the squared distance to μ_c (up to a term common to
+every class). The support set then decides where the boundary starts (ARSC's t2/t4/t5 tasks share
+their texts' domain but not their threshold), while the meta-learned part keeps what all tasks
+share, such as the query sets' label imbalance that balanced supports hide. The prototypes are a
+function of the body's features, so the body gets a meta-gradient through them as well.
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ class ANIL(GradientMetaLearner):
         weight = params[weight_name]
         one_hot = torch.nn.functional.one_hot(labels, weight.shape[0]).to(features.dtype)
         means = ((one_hot.T @ features) / one_hot.sum(0).clamp(min=1).unsqueeze(1)).to(weight.dtype)
-        out = {weight_name: weight + 2 * means}
+        scale = self.params.anil_prototype_scale
+        out = {weight_name: weight + 2 * scale * means}
         if bias_name in params:
-            out[bias_name] = params[bias_name] - means.pow(2).sum(1)
+            out[bias_name] = params[bias_name] - scale * means.pow(2).sum(1)
         return out
 
     def head_inputs(self, params: ParamDict, batch: dict[str, torch.Tensor]) -> torch.Tensor:

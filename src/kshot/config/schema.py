@@ -88,6 +88,7 @@ class Params(ConfigSection):
     first_order: bool = field(False, help="maml: drop the second-order terms (maml then equals fomaml); no graph of the inner loop is kept.")
     second_order_steps: int | None = field(None, help="maml: second-order terms only through the last n inner steps, the earlier ones first-order (memory and time grow with n, not with inner_steps); null = through every step.")
     anil_head_init: Literal["meta", "prototypes"] = field("meta", help="anil: the head each task's inner loop starts from: 'meta' (the meta-learned head) or 'prototypes' (Proto-MAML, Triantafillou et al. 2020: the meta-learned head plus the linear layer that scores minus the squared distance to each class's mean support feature, so a task's classes shape its starting head; needs a head that is one Linear layer).")
+    anil_prototype_scale: float = field(1.0, help="anil with anil_head_init='prototypes': multiply the prototype layer (its logits are minus this times the squared distance to each class mean) by this; below 1 a single unusual support example moves the starting head less.")
     metasgd_init_lr: float | None = field(None, help="metasgd: initial value of every learned per-parameter inner learning rate; null = inner_lr.")
     metasgd_lr_lr: float | None = field(None, help="metasgd: Adam learning rate of the learned inner rates; null = metasgd_init_lr / 100, so a step moves a rate by about 1% of its start.")
     max_grad_norm: float | None = field(1.0, help="Clip each inner step's gradient norm; null = no clipping.")
@@ -139,6 +140,8 @@ class Params(ConfigSection):
                 raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
         if self.n_way is not None and self.n_way < 2:
             raise ConfigError(f"'{prefix}n_way' must be at least 2 or null, got {self.n_way}.")
+        if self.anil_prototype_scale <= 0:
+            raise ConfigError(f"'{prefix}anil_prototype_scale' must be more than 0, got {self.anil_prototype_scale}.")
         for key in ("meta_lr", "second_order_steps", "metasgd_init_lr", "metasgd_lr_lr"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")

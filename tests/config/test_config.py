@@ -74,7 +74,7 @@ def test_unknown_algorithm_suggests_the_closest():
         Params.from_dict({"algorithm": "reptil"})
 
 
-@pytest.mark.parametrize(("key", "value"), [("meta_steps", 0), ("k_support", 0), ("inner_steps", -1), ("inner_lr", -1.0), ("max_length", 1024), ("n_way", 1), ("anil_prototype_scale", 0.0)])
+@pytest.mark.parametrize(("key", "value"), [("meta_steps", 0), ("k_support", 0), ("inner_steps", -1), ("inner_lr", -1.0), ("max_length", 1024), ("n_way", 1), ("anil_prototype_scale", 0.0), ("dropout", 1.0), ("dropout", -0.1)])
 def test_out_of_range_values_name_the_key(key, value):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         Params.from_dict({key: value})

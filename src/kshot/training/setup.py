@@ -68,12 +68,24 @@ def make_accelerator(params: Params):
 def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgorithm:
     if params.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    if params.dropout is not None:
+        set_dropout(model, params.dropout)
     if params.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
     model.to(accelerator.device if accelerator is not None else "cpu")
     cls = get_algorithm(params.algorithm)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return cls(model, params, accelerator, pad)
+
+
+def set_dropout(model, p: float) -> None:
+    """Set every dropout layer of ``model`` to ``p``, attention dropout included (Hugging Face attention
+    reads its module's ``dropout.p``). The model's config is left alone, so a saved model keeps its own."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
 
 
 def _enable_gradient_checkpointing(model) -> None:

@@ -1,0 +1,52 @@
+"""build_algorithm applies the params that change the model itself: params.dropout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kshot.config import Params
+from kshot.data import collate
+from kshot.training.setup import build_algorithm
+
+from ..algorithms.gradient_helpers import episode, tiny_bert
+
+
+class _Tokenizer:
+    pad_token_id = 0
+
+
+def _train_mode_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    model.train()
+    with torch.no_grad():
+        return model(**batch).logits, model(**batch).logits
+
+
+@pytest.mark.parametrize("algorithm", ["anil", "reptile"])
+def test_dropout_zero_makes_training_mode_deterministic_and_keeps_the_saved_config(algorithm):
+    model = tiny_bert(dropout=0.3)
+    batch = collate(episode(seed=1).support.input_ids, 0)
+    first, second = _train_mode_logits(model, batch)
+    assert not torch.equal(first, second)  # the model's own dropout is active in training mode
+
+    build_algorithm(model, Params.from_dict({"algorithm": algorithm, "dropout": 0.0}), None, _Tokenizer())
+    first, second = _train_mode_logits(model, batch)
+    assert torch.equal(first, second)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(first, model(**batch).logits)  # training mode is now eval mode's function
+    # What gets saved is the model's config: a user fine-tuning the result later gets MiniLM's dropout back.
+    assert model.config.hidden_dropout_prob == 0.3 and model.config.attention_probs_dropout_prob == 0.3
+
+
+def test_dropout_null_keeps_the_models_own():
+    model = tiny_bert(dropout=0.3)
+    build_algorithm(model, Params.from_dict({"algorithm": "anil"}), None, _Tokenizer())
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+
+
+def test_dropout_sets_every_layer_attention_included():
+    model = tiny_bert(dropout=0.3)
+    build_algorithm(model, Params.from_dict({"algorithm": "anil", "dropout": 0.05}), None, _Tokenizer())
+    rates = {name: m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert any("attention.self" in name for name in rates) and set(rates.values()) == {0.05}

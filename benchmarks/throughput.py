@@ -56,7 +56,7 @@ def count_flops(model, batch) -> int:
     return counter.get_total_flops()
 
 
-def kshot_throughput(config: KshotConfig, params: Params, steps: int) -> dict:
+def kshot_throughput(config: KshotConfig, params: Params, steps: int, profile_rows: int = 0) -> dict:
     accelerator = make_accelerator(params)
     name = resolve_model_name(config.model.name_or_path)
     tokenizer = load_tokenizer(name)
@@ -77,6 +77,14 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int) -> dict:
         for step in timed:
             algo.meta_step(sampler.meta_batch(step), step, params.meta_batch_size)
     meta_flops = counter.get_total_flops()
+    if profile_rows:
+        # Where a meta-step's time goes, by operator (e.g. dropout's random masks: aten::bernoulli_).
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for step in timed:
+                algo.meta_step(sampler.meta_batch(step), step, params.meta_batch_size)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile_rows))
     episode_examples = sum(len(ep.support) + len(ep.query) for step in timed for ep in sampler.meta_batch(step))
     # The inner loop alone on exactly the batches of the timed steps (same episodes, same batch
     # order), timed apart from the query scoring and the outer update, then its FLOPs counted.
@@ -156,6 +164,7 @@ def main() -> None:
     ap.add_argument("--naive-episodes", type=int, default=0, help="Also time the seed project's loop on this many episodes.")
     ap.add_argument("--set", action="append", default=[], help="params overrides, e.g. --set inner_steps=5")
     ap.add_argument("--json", help="Write the figures here.")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="Also print the N operators that take most of a meta-step's time.")
     args = ap.parse_args()
     import transformers
 
@@ -172,7 +181,7 @@ def main() -> None:
     cfg = model.config
     peak = matmul_peak(cfg.hidden_size, cfg.intermediate_size, tokens=params.inner_batch_size * 64)
     result = {"threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "params": params.to_dict()}
-    result["kshot"] = kshot_throughput(config, params, args.steps)
+    result["kshot"] = kshot_throughput(config, params, args.steps, args.profile)
     result["inner_loop_share_of_peak"] = result["kshot"]["inner_loop_gflops_per_s"] / peak
     result["meta_step_share_of_peak"] = result["kshot"]["meta_step_gflops_per_s"] / peak
     if args.naive_episodes:

@@ -98,7 +98,7 @@ def test_anil_meta_training_beats_the_untrained_init_on_held_out_domains(tmp_pat
     params = Params.from_dict(
         {"algorithm": "anil", "meta_steps": 160, "meta_batch_size": 1, "k_support": 5, "k_query": 20, "inner_steps": 10,
          "inner_lr": 1e-3, "inner_optimizer": "adam", "meta_lr": 1e-4, "eval_every": 0, "eval_inner_steps": 10,
-         "max_length": 64, "freeze_embeddings": True, "dropout": 0.0, "test_after_train": False, "seed": 0}
+         "max_length": 64, "freeze_embeddings": True, "test_after_train": False, "seed": 0}
     )
     from kshot.models import load_model, load_tokenizer, resolve_model_name
     from kshot.training.setup import build_algorithm, build_tasks

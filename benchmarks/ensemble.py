@@ -14,47 +14,36 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import zlib
 
 import numpy as np
 import torch
 
 from kshot.config import load_config
 from kshot.models import load_model, load_tokenizer
-from kshot.training.evaluation import format_table
+from kshot.training.evaluation import adapted_logits, format_table, score_task, task_classes
 from kshot.training.fewshot import saved_params
-from kshot.training.metrics import accuracy, macro_f1, summarize
+from kshot.training.metrics import summarize
 from kshot.training.setup import build_algorithm, build_tasks
 
 
 def query_probabilities(model_dir: str, tasks, params) -> dict[str, np.ndarray]:
-    """Softmax over each task's own classes of ``model_dir`` adapted to that task, as `kshot evaluate` adapts."""
+    """Per task, probabilities over the task's own classes of ``model_dir`` adapted as `kshot evaluate` adapts
+    (one column per label; the other labels' columns stay 0)."""
     tokenizer = load_tokenizer(model_dir)
     algorithm = build_algorithm(load_model(model_dir, tasks.collection.label_names), params, None, tokenizer)
     algorithm.load_pretrained(model_dir)
     out = {}
     for task in tasks.test:
-        algorithm.adapt(task.support, params.eval_inner_steps, seed=zlib.crc32(task.name.encode()) ^ params.seed)
-        logits = torch.from_numpy(algorithm.predict(task.query, params.eval_batch_size))
-        algorithm.reset()
-        out[task.name] = torch.softmax(logits[:, task_classes(task)].float(), dim=-1).numpy()
+        logits = torch.from_numpy(adapted_logits(algorithm, task, params.eval_inner_steps, params.eval_batch_size, params.seed))
+        classes = task_classes(task)
+        probs = np.zeros(tuple(logits.shape), dtype=np.float32)
+        probs[:, classes] = torch.softmax(logits[:, classes].float(), dim=-1).numpy()
+        out[task.name] = probs
     return out
 
 
-def task_classes(task) -> np.ndarray:
-    return np.unique(np.concatenate([task.support.labels, task.query.labels]))
-
-
 def scores(tasks, probs: dict[str, np.ndarray]) -> dict:
-    per_task = {}
-    for task in tasks.test:
-        classes = task_classes(task)
-        pred = classes[np.argmax(probs[task.name], axis=1)]
-        per_task[task.name] = {
-            "accuracy": accuracy(task.query.labels, pred),
-            "macro_f1": macro_f1(task.query.labels, pred, classes.tolist()),
-            "n_query": int(len(task.query)),
-        }
+    per_task = {task.name: score_task(task, probs[task.name]) for task in tasks.test}
     return {"tasks": per_task, "mean": summarize(per_task)}
 
 

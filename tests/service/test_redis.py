@@ -45,6 +45,11 @@ def _pings(client) -> bool:
         return False
 
 
+# A few seconds per training: with 8 steps (under a second) the first could end before the second
+# job's process had started, and the overlap check below failed about one run in three.
+STEPS = 40
+
+
 def test_trainings_through_the_redis_queue_run_side_by_side(tmp_path, service_data, redis_url):
     """One worker with concurrency 2 runs two queued trainings at the same time."""
     (tmp_path / "svc").mkdir()
@@ -55,7 +60,7 @@ def test_trainings_through_the_redis_queue_run_side_by_side(tmp_path, service_da
     try:
         service.start()
         with service.client() as client:
-            ids = [client.post("/train", json=train_body(service_data, f"via-redis-{i}", meta_steps=8, eval_every=0)).json()["id"]
+            ids = [client.post("/train", json=train_body(service_data, f"via-redis-{i}", meta_steps=STEPS, eval_every=0)).json()["id"]
                    for i in range(2)]
             done = [wait_finished(client, i) for i in ids]
             assert [d["status"] for d in done] == ["completed", "completed"], [d["error"] for d in done]
@@ -64,7 +69,7 @@ def test_trainings_through_the_redis_queue_run_side_by_side(tmp_path, service_da
             first, second = done
             assert first["worker"] != second["worker"]
             for i in ids:
-                assert [s["step"] for s in client.get(f"/attempts/{i}/steps").json()] == list(range(1, 9))
+                assert [s["step"] for s in client.get(f"/attempts/{i}/steps").json()] == list(range(1, STEPS + 1))
         worker_log = service.log("worker")
         assert "2 process(es) on the redis queue" in worker_log and "kshot.train" in worker_log
         # The SQLite queue file was never made: the jobs went through Redis.

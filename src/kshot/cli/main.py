@@ -68,6 +68,9 @@ def train(
             typer.echo(format_table(result.test, title=f"Test tasks ({prm.algorithm}, {prm.eval_inner_steps} adaptation steps):"))
             if json_out:
                 _write_json(json_out, result.test)
+    # Every process leaves the process group before exiting: a gloo group torn down at interpreter
+    # exit can abort a rank ("terminate called without an active exception") after the work is done.
+    accelerator.end_training()
 
 
 @app.command()
@@ -96,11 +99,13 @@ def evaluate(
     if not accelerator.is_main_process:
         # Under a launcher every process scores its share of the tasks; only the main one reports.
         evaluate_model(model, cfg, overrides, accelerator)
+        accelerator.end_training()
         return
     results = tracked_evaluate(model, cfg, overrides, name=name, db=db, no_track=no_track)
     typer.echo(format_table(results, title=f"Few-shot evaluation of {model}:"))
     if json_out:
         _write_json(json_out, results)
+    accelerator.end_training()
 
 
 @app.command()

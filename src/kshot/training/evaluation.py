@@ -16,23 +16,39 @@ from .metrics import accuracy, macro_f1, summarize
 logger = logging.getLogger(__name__)
 
 
-def evaluate_task(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_size: int, seed: int, label_prior: np.ndarray | None = None) -> dict[str, float]:
+def adapted_logits(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_size: int, seed: int) -> np.ndarray:
+    """The query set's logits after adapting on the support set; the meta-parameters are restored."""
     # Seeded by the task name: the same task adapts identically whichever process scores it.
     algorithm.adapt(task.support, steps, seed=zlib.crc32(task.name.encode()) ^ seed)
     logits = algorithm.predict(task.query, batch_size)
     algorithm.reset()
-    classes = np.unique(np.concatenate([task.support.labels, task.query.labels]))
-    if label_prior is not None:
-        logits = logits.copy()
-        logits[:, classes] += prior_shift(label_prior, task.support.labels, classes)
+    return logits
+
+
+def task_classes(task: FixedTask) -> np.ndarray:
+    return np.unique(np.concatenate([task.support.labels, task.query.labels]))
+
+
+def score_task(task: FixedTask, scores: np.ndarray) -> dict[str, float]:
+    """Metrics of the query set from per-label ``scores`` (logits or probabilities, one column per label)."""
+    classes = task_classes(task)
     # N-way tasks: predict among the task's own classes only.
-    pred = classes[np.argmax(logits[:, classes], axis=1)]
+    pred = classes[np.argmax(scores[:, classes], axis=1)]
     return {
         "accuracy": accuracy(task.query.labels, pred),
         "macro_f1": macro_f1(task.query.labels, pred, classes.tolist()),
         "n_query": int(len(task.query)),
         "n_positive_pred": int(np.sum(pred == classes[-1])),
     }
+
+
+def evaluate_task(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_size: int, seed: int, label_prior: np.ndarray | None = None) -> dict[str, float]:
+    logits = adapted_logits(algorithm, task, steps, batch_size, seed)
+    if label_prior is not None:
+        classes = task_classes(task)
+        logits = logits.copy()
+        logits[:, classes] += prior_shift(label_prior, task.support.labels, classes)
+    return score_task(task, logits)
 
 
 def evaluate_tasks(

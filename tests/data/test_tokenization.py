@@ -54,6 +54,14 @@ def test_tokenize_collection_shares_ids_of_repeated_texts(review_json, tokenizer
     assert np.array_equal(sub.input_ids[0], tasks.train[0].input_ids[3])
 
 
+def test_tokenize_collection_test_only_leaves_training_tasks_alone(review_json, tokenizer):
+    """Evaluating a saved model tokenizes its test tasks alone (ARSC: 9,000 of 64,000 texts)."""
+    tasks = load_tasks(DataConfig.from_dict({"format": "review_json", "path": str(review_json), "test_domains": ["domain7"]}))
+    tokenize_collection(tasks, tokenizer, 32, test_only=True)
+    assert tasks.test_examples() and all(part.input_ids is not None for part in tasks.test_examples())
+    assert all(task.input_ids is None for task in tasks.train + tasks.validation)
+
+
 def test_collate_pads_to_the_longest_in_the_batch_never_to_max_length(tokenizer):
     ids = tokenize_texts(TEXTS[:3], tokenizer, max_length=256)
     batch = collate(ids, tokenizer.pad_token_id, np.array([1, 0, 1]))

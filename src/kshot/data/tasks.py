@@ -68,3 +68,10 @@ class TaskCollection:
         for task in list(self.validation_fixed) + list(self.test):
             out += [task.support, task.query]
         return out
+
+    def test_examples(self) -> list[TaskExamples]:
+        """The TaskExamples objects of the test tasks alone (what evaluating a saved model reads)."""
+        out = list(self.test_pool)
+        for task in self.test:
+            out += [task.support, task.query]
+        return out

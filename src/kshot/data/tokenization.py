@@ -49,9 +49,10 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache_dir: 
     return ids
 
 
-def tokenize_collection(collection: TaskCollection, tokenizer, max_length: int, cache_dir: str | None = None) -> None:
-    """Set ``input_ids`` on every task of the collection, tokenizing each distinct text once."""
-    tasks = collection.all_examples()
+def tokenize_collection(collection: TaskCollection, tokenizer, max_length: int, cache_dir: str | None = None, test_only: bool = False) -> None:
+    """Set ``input_ids`` on every task of the collection (``test_only``: on its test tasks alone, which
+    is all that evaluating a saved model reads), tokenizing each distinct text once."""
+    tasks = collection.test_examples() if test_only else collection.all_examples()
     unique = list(dict.fromkeys(t for task in tasks for t in task.texts))
     ids = tokenize_texts(unique, tokenizer, max_length, cache_dir)
     lookup = dict(zip(unique, ids))

@@ -21,12 +21,15 @@ class RunTasks:
 
 
 def build_tasks(config: KshotConfig, params: Params, tokenizer, with_training: bool = True) -> RunTasks:
-    """Load, check and tokenize everything once; evaluation tasks are sampled once, deterministically."""
+    """Load, check and tokenize everything once; evaluation tasks are sampled once, deterministically.
+
+    Without training (``with_training=False``), only the test tasks are built and tokenized: ARSC's 12
+    target tasks are 9,000 texts of its 64,000."""
     collection = load_tasks(config.data)
-    tokenize_collection(collection, tokenizer, params.max_length, config.data.cache_dir)
+    tokenize_collection(collection, tokenizer, params.max_length, config.data.cache_dir, test_only=not with_training)
     label_names = collection.label_names
     sampler = EpisodeSampler(collection.train, params, label_names, stream="train") if with_training else None
-    validation = list(collection.validation_fixed)
+    validation = list(collection.validation_fixed) if with_training else []
     if collection.validation and with_training:
         validation += EpisodeSampler(
             collection.validation, params, label_names, stream="validation", skip_small=collection.validation_is_default

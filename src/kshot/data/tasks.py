@@ -64,10 +64,10 @@ class TaskCollection:
 
     def all_examples(self) -> list[TaskExamples]:
         """Every TaskExamples object once (for tokenizing everything in one pass)."""
-        out = list(self.train) + list(self.validation) + list(self.test_pool)
-        for task in list(self.validation_fixed) + list(self.test):
+        out = list(self.train) + list(self.validation)
+        for task in self.validation_fixed:
             out += [task.support, task.query]
-        return out
+        return out + self.test_examples()
 
     def test_examples(self) -> list[TaskExamples]:
         """The TaskExamples objects of the test tasks alone (what evaluating a saved model reads)."""

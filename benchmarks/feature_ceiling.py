@@ -38,13 +38,19 @@ from kshot.training.setup import build_algorithm, build_tasks
 COLUMNS = ("adapted", "fixed", "best_threshold", "query_cv")
 
 
+def linear_head(model) -> torch.nn.Linear:
+    """The model's classification head, which must be one Linear layer fed a feature vector."""
+    names = {n.split(".")[0] for n in head_names(model)}
+    head = model.get_submodule(names.pop()) if len(names) == 1 else None
+    if not isinstance(head, torch.nn.Linear):
+        raise SystemExit(f"{type(model).__name__}'s head ({sorted(head_names(model))}) is not one Linear layer: its input is not a feature vector.")
+    return head
+
+
 @torch.no_grad()
 def head_features(model, task: FixedTask, batch_size: int, pad_token_id: int) -> np.ndarray:
-    """What the model's head (one Linear layer) is fed for every query example, in eval mode."""
-    (name,) = {n.split(".")[0] for n in head_names(model)}
-    head = model.get_submodule(name)
-    if not isinstance(head, torch.nn.Linear):
-        raise SystemExit(f"{type(model).__name__}'s head {name} is not one Linear layer: its input is not a feature vector.")
+    """What the model's head is fed for every query example, in eval mode."""
+    head = linear_head(model)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
     model.eval()
@@ -104,7 +110,7 @@ def task_row(algorithm, task: FixedTask, params, pad_token_id: int) -> dict[str,
     adapted = score_task(task, adapted_logits(algorithm, task, params.eval_inner_steps, params.eval_batch_size, params.seed))["accuracy"]
     model = algorithm.model
     x = head_features(model, task, params.eval_batch_size, pad_token_id)
-    head = model.get_submodule(next(iter(head_names(model))).split(".")[0])
+    head = linear_head(model)
     weight = head.weight.detach().float().numpy()
     bias = head.bias.detach().float().numpy() if head.bias is not None else np.zeros(weight.shape[0], np.float32)
     margin = x @ (weight[classes[1]] - weight[classes[0]]) + (bias[classes[1]] - bias[classes[0]])

@@ -31,7 +31,7 @@ from kshot.config import load_config
 from kshot.data import FixedTask
 from kshot.data.tokenization import length_sorted_batches
 from kshot.models import load_model, load_tokenizer
-from kshot.training.evaluation import adapted_logits, score_task
+from kshot.training.evaluation import adapted_logits, score_task, task_classes
 from kshot.training.fewshot import saved_params
 from kshot.training.setup import build_algorithm, build_tasks
 
@@ -96,14 +96,14 @@ def best_threshold_accuracy(score: np.ndarray, y: np.ndarray) -> float:
     """The best accuracy of ``score > t`` over every threshold t (all-positive and all-negative included)."""
     order = np.argsort(score)
     ys = y[order]
-    # Threshold after the i-th lowest score: the i lowest are called negative.
-    negatives_right = np.concatenate([[0], np.cumsum(ys == 0)])
-    positives_right = (ys == 1).sum() - np.concatenate([[0], np.cumsum(ys == 1)])
-    return float((negatives_right + positives_right).max() / len(y))
+    # Threshold after the i-th lowest score: the i lowest are called negative, the rest positive.
+    negatives_below = np.concatenate([[0], np.cumsum(ys == 0)])
+    positives_above = (ys == 1).sum() - np.concatenate([[0], np.cumsum(ys == 1)])
+    return float((negatives_below + positives_above).max() / len(y))
 
 
 def task_row(algorithm, task: FixedTask, params, pad_token_id: int) -> dict[str, float]:
-    classes = np.unique(np.concatenate([task.support.labels, task.query.labels]))
+    classes = task_classes(task)
     if len(classes) != 2:
         raise SystemExit(f"{task.name} has {len(classes)} classes; the threshold ceiling needs 2-way tasks.")
     y = (task.query.labels == classes[1]).astype(int)

@@ -98,10 +98,13 @@ def current_revision(connection: Connection) -> str | None:
 def upgrade(engine: Engine) -> None:
     """Migrate the schema to head; fast and idempotent when it is there already, safe under concurrent starts."""
     head = head_revision()
-    with engine.connect() as conn:
-        if current_revision(conn) == head:
-            return
+    # The first connection to a new SQLite file switches it to WAL, and SQLite refuses that ("database
+    # is locked", without waiting) while another connection opens the file: so even the check runs
+    # under the lock. Once the file is in WAL mode the pragma is a no-op.
     with _migration_lock(engine):
+        with engine.connect() as conn:
+            if current_revision(conn) == head:
+                return
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})

@@ -1,4 +1,4 @@
-"""build_algorithm applies the params that change the model itself: params.dropout."""
+"""build_algorithm applies the params that change the model itself: params.dropout and params.attention_dropout."""
 
 from __future__ import annotations
 
@@ -50,3 +50,31 @@ def test_dropout_sets_every_layer_attention_included():
     build_algorithm(model, Params.from_dict({"algorithm": "anil", "dropout": 0.05}), None, _Tokenizer())
     rates = {name: m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
     assert any("attention.self" in name for name in rates) and set(rates.values()) == {0.05}
+
+
+def test_attention_dropout_sets_the_attention_layers_alone():
+    model = tiny_bert(dropout=0.3)
+    params = Params.from_dict({"algorithm": "anil", "dropout": 0.2, "attention_dropout": 0.0})
+    build_algorithm(model, params, None, _Tokenizer())
+    rates = {name: m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    attention = {name: p for name, p in rates.items() if "attention.self" in name}
+    others = {name: p for name, p in rates.items() if name not in attention}
+    assert attention and set(attention.values()) == {0.0}
+    # Hidden-state dropout (embeddings, attention output, feed-forward output, classifier) keeps params.dropout.
+    assert any("attention.output" in name for name in others) and set(others.values()) == {0.2}
+
+
+def test_attention_dropout_zero_still_drops_hidden_states():
+    model = tiny_bert(dropout=0.3)
+    build_algorithm(model, Params.from_dict({"algorithm": "anil", "attention_dropout": 0.0}), None, _Tokenizer())
+    batch = collate(episode(seed=1).support.input_ids, 0)
+    first, second = _train_mode_logits(model, batch)
+    assert not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_attention_dropout_out_of_range_is_refused(value):
+    from kshot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="attention_dropout"):
+        Params.from_dict({"algorithm": "anil", "attention_dropout": value}).validate()

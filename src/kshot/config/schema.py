@@ -104,6 +104,7 @@ class Params(ConfigSection):
     prior_calibration: bool = field(False, help="Shift predictions from the support set's label prior to the prior averaged over the training tasks (see training/calibration.py).")
     freeze_embeddings: bool = field(False, help="Keep the input word embeddings fixed everywhere: half of MiniLM's weights, rarely worth adapting from ten examples, and the costliest to copy and update.")
     dropout: float | None = field(None, help="Dropout probability of every dropout layer of the model (hidden, attention, classifier) while it trains and adapts; null keeps the model's own (MiniLM: 0.1). 0 turns dropout off: on CPU, drawing the random masks takes about 15 % of an ANIL meta-step.")
+    attention_dropout: float | None = field(None, help="Dropout probability of the attention weights alone (the dropout layers inside a module whose class name ends in 'Attention', as in BERT, RoBERTa, ELECTRA and DistilBERT); null = the same as dropout. 0 with dropout above 0 keeps the hidden-state dropout but spares the largest masks (one per head over every token pair) and lets attention run as one fused kernel.")
     gradient_checkpointing: bool = field(False, help="Recompute backbone activations in the backward pass to save memory.")
     # Metric-based algorithms (protonet, matchnet, relationnet, siamese).
     distance: Literal["euclidean", "cosine"] = field("euclidean", help="protonet: logits are minus the squared Euclidean distance to each class prototype ('euclidean') or cosine_scale × cosine similarity ('cosine').")
@@ -141,8 +142,9 @@ class Params(ConfigSection):
                 raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
         if self.n_way is not None and self.n_way < 2:
             raise ConfigError(f"'{prefix}n_way' must be at least 2 or null, got {self.n_way}.")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ConfigError(f"'{prefix}dropout' must be at least 0 and below 1, or null to keep the model's own, got {self.dropout}.")
+        for key in ("dropout", "attention_dropout"):
+            if getattr(self, key) is not None and not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"'{prefix}{key}' must be at least 0 and below 1, or null to keep the model's own, got {getattr(self, key)}.")
         if self.anil_prototype_scale <= 0:
             raise ConfigError(f"'{prefix}anil_prototype_scale' must be more than 0, got {self.anil_prototype_scale}.")
         for key in ("meta_lr", "second_order_steps", "metasgd_init_lr", "metasgd_lr_lr"):

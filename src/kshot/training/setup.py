@@ -73,6 +73,8 @@ def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgori
         model.get_input_embeddings().weight.requires_grad_(False)
     if params.dropout is not None:
         set_dropout(model, params.dropout)
+    if params.attention_dropout is not None:
+        set_dropout(model, params.attention_dropout, attention_only=True)
     if params.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
     model.to(accelerator.device if accelerator is not None else "cpu")
@@ -81,14 +83,20 @@ def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgori
     return cls(model, params, accelerator, pad)
 
 
-def set_dropout(model, p: float) -> None:
+def set_dropout(model, p: float, attention_only: bool = False) -> None:
     """Set every dropout layer of ``model`` to ``p``, attention dropout included (Hugging Face attention
-    reads its module's ``dropout.p``). The model's config is left alone, so a saved model keeps its own."""
+    reads its module's ``dropout.p``), or with ``attention_only`` the attention dropout alone: the dropout
+    layers held by a module whose class name ends in 'Attention' (BertSelfAttention,
+    DistilBERT's MultiHeadSelfAttention, ...). The model's config is left alone, so a saved model keeps
+    its own."""
     import torch
 
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = p
+    for parent in model.modules():
+        if attention_only and not type(parent).__name__.endswith("Attention"):
+            continue
+        for module in parent.children():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = p
 
 
 def _enable_gradient_checkpointing(model) -> None:

@@ -142,9 +142,9 @@ class Params(ConfigSection):
                 raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
         if self.n_way is not None and self.n_way < 2:
             raise ConfigError(f"'{prefix}n_way' must be at least 2 or null, got {self.n_way}.")
-        for key in ("dropout", "attention_dropout"):
+        for key, null in (("dropout", "keep the model's own"), ("attention_dropout", "follow dropout")):
             if getattr(self, key) is not None and not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"'{prefix}{key}' must be at least 0 and below 1, or null to keep the model's own, got {getattr(self, key)}.")
+                raise ConfigError(f"'{prefix}{key}' must be at least 0 and below 1, or null to {null}, got {getattr(self, key)}.")
         if self.anil_prototype_scale <= 0:
             raise ConfigError(f"'{prefix}anil_prototype_scale' must be more than 0, got {self.anil_prototype_scale}.")
         for key in ("meta_lr", "second_order_steps", "metasgd_init_lr", "metasgd_lr_lr"):

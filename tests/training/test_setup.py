@@ -78,3 +78,14 @@ def test_attention_dropout_out_of_range_is_refused(value):
 
     with pytest.raises(ConfigError, match="attention_dropout"):
         Params.from_dict({"algorithm": "anil", "attention_dropout": value}).validate()
+
+
+def test_attention_dropout_on_a_model_without_attention_dropout_layers_is_refused():
+    from kshot.errors import ConfigError
+
+    model = tiny_bert(dropout=0.3)
+    for parent in model.modules():
+        if type(parent).__name__.endswith("Attention") and hasattr(parent, "dropout"):
+            parent.dropout = torch.nn.Identity()  # as in a model whose attention applies no dropout layer
+    with pytest.raises(ConfigError, match="no dropout layer"):
+        build_algorithm(model, Params.from_dict({"algorithm": "anil", "attention_dropout": 0.0}), None, _Tokenizer())

@@ -73,8 +73,11 @@ def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgori
         model.get_input_embeddings().weight.requires_grad_(False)
     if params.dropout is not None:
         set_dropout(model, params.dropout)
-    if params.attention_dropout is not None:
-        set_dropout(model, params.attention_dropout, attention_only=True)
+    if params.attention_dropout is not None and not set_dropout(model, params.attention_dropout, attention_only=True):
+        raise ConfigError(
+            f"params.attention_dropout is {params.attention_dropout}, but {type(model).__name__} has no dropout layer "
+            "inside a module whose class name ends in 'Attention'. Set it to null and use params.dropout."
+        )
     if params.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
     model.to(accelerator.device if accelerator is not None else "cpu")
@@ -83,20 +86,23 @@ def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgori
     return cls(model, params, accelerator, pad)
 
 
-def set_dropout(model, p: float, attention_only: bool = False) -> None:
+def set_dropout(model, p: float, attention_only: bool = False) -> int:
     """Set every dropout layer of ``model`` to ``p``, attention dropout included (Hugging Face attention
     reads its module's ``dropout.p``), or with ``attention_only`` the attention dropout alone: the dropout
     layers held by a module whose class name ends in 'Attention' (BertSelfAttention,
     DistilBERT's MultiHeadSelfAttention, ...). The model's config is left alone, so a saved model keeps
-    its own."""
+    its own. Returns how many layers were set."""
     import torch
 
+    count = 0
     for parent in model.modules():
         if attention_only and not type(parent).__name__.endswith("Attention"):
             continue
         for module in parent.children():
             if isinstance(module, torch.nn.Dropout):
                 module.p = p
+                count += 1
+    return count
 
 
 def _enable_gradient_checkpointing(model) -> None:

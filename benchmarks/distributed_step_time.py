@@ -28,12 +28,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=["tiny", "minilm"], default="tiny", help="tiny: a 2-layer BERT built here; minilm: the bundled all-MiniLM-L6-v2.")
+    ap.add_argument(
+        "--model",
+        choices=["tiny", "minilm"],
+        default="tiny",
+        help="tiny: a 2-layer BERT built here; minilm: the bundled all-MiniLM-L6-v2.",
+    )
     ap.add_argument("--steps", type=int, default=8, help="Outer steps per setting (the first is not timed).")
-    ap.add_argument("--meta-batch-size", type=int, default=4, help="Tasks per outer step (in total, over all processes).")
+    ap.add_argument(
+        "--meta-batch-size", type=int, default=4, help="Tasks per outer step (in total, over all processes)."
+    )
     ap.add_argument("--inner-steps", type=int, default=5)
-    ap.add_argument("--settings", nargs="+", default=None, metavar="PxT",
-                    help="Settings to measure, processes x torch threads per process, e.g. 1x1 1x2 2x1; default: 1 and 2 processes sharing the cores.")
+    ap.add_argument(
+        "--settings",
+        nargs="+",
+        default=None,
+        metavar="PxT",
+        help="Settings to measure, processes x torch threads per process, e.g. 1x1 1x2 2x1; default: 1 and 2 processes sharing the cores.",
+    )
     ap.add_argument("--gpu", action="store_true", help="Use the GPUs (one per process) instead of CPUs.")
     ap.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     return ap.parse_args(argv)
@@ -67,19 +79,42 @@ def parse_settings(settings: list[str] | None) -> list[tuple[int, int]]:
 def run_setting(args, n: int, threads: int, model_dir: str, data: Path, work: Path) -> dict:
     name = f"{n}x{threads}"
     out = work / f"times-{name}.json"
-    spec = {"model": model_dir, "data": str(data), "work": str(work / f"run-{name}"), "steps": args.steps,
-            "meta_batch_size": args.meta_batch_size, "inner_steps": args.inner_steps}
+    spec = {
+        "model": model_dir,
+        "data": str(data),
+        "work": str(work / f"run-{name}"),
+        "steps": args.steps,
+        "meta_batch_size": args.meta_batch_size,
+        "inner_steps": args.inner_steps,
+    }
     (work / f"spec-{name}.json").write_text(json.dumps(spec))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if not args.gpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port", str(free_port()),
-           __file__, "--worker", str(out), str(work / f"spec-{name}.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(n),
+        "--master_port",
+        str(free_port()),
+        __file__,
+        "--worker",
+        str(out),
+        str(work / f"spec-{name}.json"),
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, env=env, check=True)
     times = json.loads(out.read_text())
-    return {"processes": n, "threads_per_process": threads, "median_step_s": statistics.median(times),
-            "mean_step_s": statistics.fmean(times), "timed_steps": len(times), "launch_total_s": time.perf_counter() - t0}
+    return {
+        "processes": n,
+        "threads_per_process": threads,
+        "median_step_s": statistics.median(times),
+        "mean_step_s": statistics.fmean(times),
+        "timed_steps": len(times),
+        "launch_total_s": time.perf_counter() - t0,
+    }
 
 
 def worker(out: Path, spec_file: Path) -> None:
@@ -98,17 +133,34 @@ def worker(out: Path, spec_file: Path) -> None:
         def on_step_end(self, trainer, step, metrics) -> None:
             self.stamps.append(time.perf_counter())  # metrics are reduced across processes: a sync point
 
-    config = KshotConfig.from_dict({
-        "data": {"format": "review_json", "path": spec["data"], "test_domains": ["domain7"], "cache_dir": spec["work"] + "/cache"},
-        "model": {"name_or_path": spec["model"]},
-        "output_dir": spec["work"] + "/out",
-        "logging": {"log_dir": spec["work"] + "/logs", "progress_bar": False},
-    })
-    params = Params.from_dict({
-        "meta_steps": spec["steps"], "meta_batch_size": spec["meta_batch_size"], "inner_steps": spec["inner_steps"],
-        "k_support": 8, "k_query": 16, "inner_batch_size": 8, "max_length": 64, "eval_every": 0, "checkpoint_every": 0,
-        "test_after_train": False, "seed": 0,
-    })
+    config = KshotConfig.from_dict(
+        {
+            "data": {
+                "format": "review_json",
+                "path": spec["data"],
+                "test_domains": ["domain7"],
+                "cache_dir": spec["work"] + "/cache",
+            },
+            "model": {"name_or_path": spec["model"]},
+            "output_dir": spec["work"] + "/out",
+            "logging": {"log_dir": spec["work"] + "/logs", "progress_bar": False},
+        }
+    )
+    params = Params.from_dict(
+        {
+            "meta_steps": spec["steps"],
+            "meta_batch_size": spec["meta_batch_size"],
+            "inner_steps": spec["inner_steps"],
+            "k_support": 8,
+            "k_query": 16,
+            "inner_batch_size": 8,
+            "max_length": 64,
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "test_after_train": False,
+            "seed": 0,
+        }
+    )
     clock = StepClock()
     trainer = MetaTrainer(config, params, callbacks=[clock])
     trainer.train()
@@ -128,12 +180,18 @@ def main() -> None:
         model_dir, data = build_inputs(args.model, work)
         results = [run_setting(args, n, t, model_dir, data, work) for n, t in parse_settings(args.settings)]
     base = results[0]["median_step_s"]
-    print(f"\nmodel={args.model} meta_batch_size={args.meta_batch_size} inner_steps={args.inner_steps} cores={os.cpu_count()}")
+    print(
+        f"\nmodel={args.model} meta_batch_size={args.meta_batch_size} inner_steps={args.inner_steps} cores={os.cpu_count()}"
+    )
     print(f"{'processes':>9} {'threads/proc':>12} {'median step (s)':>16} {'mean step (s)':>14} {'vs first':>9}")
     for r in results:
-        print(f"{r['processes']:>9} {r['threads_per_process']:>12} {r['median_step_s']:>16.3f} {r['mean_step_s']:>14.3f} {r['median_step_s'] / base:>9.2f}")
+        print(
+            f"{r['processes']:>9} {r['threads_per_process']:>12} {r['median_step_s']:>16.3f} {r['mean_step_s']:>14.3f} {r['median_step_s'] / base:>9.2f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

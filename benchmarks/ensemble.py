@@ -34,7 +34,9 @@ def query_probabilities(model_dir: str, tasks, params) -> dict[str, np.ndarray]:
     algorithm.load_pretrained(model_dir)
     out = {}
     for task in tasks.test:
-        logits = torch.from_numpy(adapted_logits(algorithm, task, params.eval_inner_steps, params.eval_batch_size, params.seed))
+        logits = torch.from_numpy(
+            adapted_logits(algorithm, task, params.eval_inner_steps, params.eval_batch_size, params.seed)
+        )
         classes = task_classes(task)
         probs = np.zeros(tuple(logits.shape), dtype=np.float32)
         probs[:, classes] = torch.softmax(logits[:, classes].float(), dim=-1).numpy()
@@ -64,7 +66,9 @@ def main() -> None:
     for model_dir in args.models:
         params = saved_params(model_dir)
         if params.max_length != first.max_length:
-            raise SystemExit(f"{model_dir} truncates at {params.max_length} tokens, {args.models[0]} at {first.max_length}: ensemble models tokenized alike.")
+            raise SystemExit(
+                f"{model_dir} truncates at {params.max_length} tokens, {args.models[0]} at {first.max_length}: ensemble models tokenized alike."
+            )
         probs = query_probabilities(model_dir, tasks, params)
         members[model_dir] = scores(tasks, probs)
         print(format_table(members[model_dir], model_dir))

@@ -43,7 +43,9 @@ def linear_head(model) -> torch.nn.Linear:
     names = {n.split(".")[0] for n in head_names(model)}
     head = model.get_submodule(names.pop()) if len(names) == 1 else None
     if not isinstance(head, torch.nn.Linear):
-        raise SystemExit(f"{type(model).__name__}'s head ({sorted(head_names(model))}) is not one Linear layer: its input is not a feature vector.")
+        raise SystemExit(
+            f"{type(model).__name__}'s head ({sorted(head_names(model))}) is not one Linear layer: its input is not a feature vector."
+        )
     return head
 
 
@@ -82,7 +84,9 @@ def logistic_regression_cv(x: np.ndarray, y: np.ndarray, folds: int = 5, c: floa
         def closure():
             opt.zero_grad()
             z = xt @ w[:-1] + w[-1]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="sum") + w[:-1].pow(2).sum() / (2 * c)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="sum") + w[:-1].pow(
+                2
+            ).sum() / (2 * c)
             loss.backward()
             return loss
 
@@ -107,7 +111,9 @@ def task_row(algorithm, task: FixedTask, params, pad_token_id: int) -> dict[str,
     if len(classes) != 2:
         raise SystemExit(f"{task.name} has {len(classes)} classes; the threshold ceiling needs 2-way tasks.")
     y = (task.query.labels == classes[1]).astype(int)
-    adapted = score_task(task, adapted_logits(algorithm, task, params.eval_inner_steps, params.eval_batch_size, params.seed))["accuracy"]
+    adapted = score_task(
+        task, adapted_logits(algorithm, task, params.eval_inner_steps, params.eval_batch_size, params.seed)
+    )["accuracy"]
     model = algorithm.model
     x = head_features(model, task, params.eval_batch_size, pad_token_id)
     head = linear_head(model)

@@ -54,8 +54,13 @@ def child(args) -> dict:
         model = load_model(None, ["negative", "positive"])
     else:
         config = BertConfig(
-            vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=4,
-            intermediate_size=4 * args.hidden, max_position_embeddings=128, num_labels=2,
+            vocab_size=args.vocab,
+            hidden_size=args.hidden,
+            num_hidden_layers=args.layers,
+            num_attention_heads=4,
+            intermediate_size=4 * args.hidden,
+            max_position_embeddings=128,
+            num_labels=2,
         )
         model = BertForSequenceClassification(config)
     model.train()
@@ -66,12 +71,17 @@ def child(args) -> dict:
     g = torch.Generator().manual_seed(1)
 
     def batch(n: int) -> dict:
-        return {"input_ids": torch.randint(1000 % vocab, vocab, (n, args.length), generator=g),
-                "attention_mask": torch.ones(n, args.length, dtype=torch.long), "labels": torch.randint(0, 2, (n,), generator=g)}
+        return {
+            "input_ids": torch.randint(1000 % vocab, vocab, (n, args.length), generator=g),
+            "attention_mask": torch.ones(n, args.length, dtype=torch.long),
+            "labels": torch.randint(0, 2, (n,), generator=g),
+        }
 
     support = [batch(args.batch) for _ in range(args.unroll)]
     query = [(batch(2 * args.batch), 1.0)]
-    options = UnrollOptions(first_order=args.first_order, checkpoint_segment=args.segment, checkpoint_network=args.network)
+    options = UnrollOptions(
+        first_order=args.first_order, checkpoint_segment=args.segment, checkpoint_network=args.network
+    )
     loss_fn = model_loss_fn(model)
     # Warm-up: one step's worth, so allocator pools and lazy initialisation are not counted.
     meta_gradients(lopt, loss_fn, init, support[:1], query, options)
@@ -80,23 +90,43 @@ def child(args) -> dict:
     result = meta_gradients(lopt, loss_fn, init, support, query, options)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"steps": args.unroll, "segment": args.segment, "network": args.network, "seconds": seconds, "peak_mb": peak, "base_mb": base,
-            "added_mb": peak - base, "query_loss": result.query_loss, "params": sum(p.numel() for p in init.values())}
+    return {
+        "steps": args.unroll,
+        "segment": args.segment,
+        "network": args.network,
+        "seconds": seconds,
+        "peak_mb": peak,
+        "base_mb": base,
+        "added_mb": peak - base,
+        "query_loss": result.query_loss,
+        "params": sum(p.numel() for p in init.values()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20], help="Unrolled inner steps to measure.")
     parser.add_argument("--segment", type=int, default=None, help="Steps per checkpointed segment; default ≈ √steps.")
-    parser.add_argument("--model", choices=["bert", "default"], default="bert", help="'bert': the mid-size config below; 'default': all-MiniLM-L6-v2.")
+    parser.add_argument(
+        "--model",
+        choices=["bert", "default"],
+        default="bert",
+        help="'bert': the mid-size config below; 'default': all-MiniLM-L6-v2.",
+    )
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--length", type=int, default=64, help="Tokens per example.")
-    parser.add_argument("--batch", type=int, default=8, help="Support examples per inner step (the query set is twice as many).")
+    parser.add_argument(
+        "--batch", type=int, default=8, help="Support examples per inner step (the query set is twice as many)."
+    )
     parser.add_argument("--lopt-hidden", type=int, default=16)
-    parser.add_argument("--first-order", action="store_true", help="Detach the learned optimizer's inputs (no second derivatives).")
-    parser.add_argument("--threads", type=int, default=1, help="Torch threads (1: other jobs share this machine's 2 cores).")
+    parser.add_argument(
+        "--first-order", action="store_true", help="Detach the learned optimizer's inputs (no second derivatives)."
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="Torch threads (1: other jobs share this machine's 2 cores)."
+    )
     parser.add_argument("--json", default=None, help="Also write the rows to this JSON file.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--unroll", type=int, default=5, help=argparse.SUPPRESS)
@@ -109,15 +139,39 @@ def main() -> None:
     for steps in args.steps:
         segment = args.segment or max(1, round(math.sqrt(steps)))
         for seg, network in ((0, False), (segment, False), (segment, True)):
-            cmd = [sys.executable, __file__, "--child", "--unroll", str(steps), "--segment", str(seg), "--model", args.model,
-                   "--hidden", str(args.hidden), "--layers", str(args.layers), "--vocab", str(args.vocab), "--length", str(args.length),
-                   "--batch", str(args.batch), "--lopt-hidden", str(args.lopt_hidden), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--unroll",
+                str(steps),
+                "--segment",
+                str(seg),
+                "--model",
+                args.model,
+                "--hidden",
+                str(args.hidden),
+                "--layers",
+                str(args.layers),
+                "--vocab",
+                str(args.vocab),
+                "--length",
+                str(args.length),
+                "--batch",
+                str(args.batch),
+                "--lopt-hidden",
+                str(args.lopt_hidden),
+                "--threads",
+                str(args.threads),
+            ]
             cmd += ["--first-order"] * args.first_order + ["--network"] * network
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     mode = "first-order" if args.first_order else "second-order"
-    print(f"model: {args.model} ({rows[0]['params'] / 1e6:.2f} M parameters), {mode}, support batch {args.batch}×{args.length} tokens")
+    print(
+        f"model: {args.model} ({rows[0]['params'] / 1e6:.2f} M parameters), {mode}, support batch {args.batch}×{args.length} tokens"
+    )
     print("| unrolled steps | checkpointing | time (s) | peak RSS added (MB) |")
     print("|---|---|---|---|")
     for r in rows:

@@ -39,7 +39,9 @@ def training_texts(config) -> list[str]:
     return sorted({text for task in collection.train for text in task.texts})
 
 
-def masked_batch(ids: list[list[int]], tokenizer, probability: float) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+def masked_batch(
+    ids: list[list[int]], tokenizer, probability: float
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Pad one batch and mask it as BERT does; returns the inputs, the masked positions and their labels."""
     batch = collate(ids, tokenizer.pad_token_id)
     input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
@@ -69,13 +71,24 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", required=True, help="kshot config.yaml: its data section names the training tasks.")
+    ap.add_argument(
+        "-c", "--config", required=True, help="kshot config.yaml: its data section names the training tasks."
+    )
     ap.add_argument("--out", required=True, help="Folder to save the adapted body (and tokenizer) in.")
-    ap.add_argument("--steps", type=int, default=579, help="Optimizer steps (579 took 1170 s here, 2 threads, beside the test suite).")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=579,
+        help="Optimizer steps (579 took 1170 s here, 2 threads, beside the test suite).",
+    )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the body, after warm-up.")
-    ap.add_argument("--head-lr", type=float, default=1e-3, help="AdamW learning rate of the masked-LM head's own layers.")
-    ap.add_argument("--head-steps", type=int, default=60, help="Steps that train the head alone, before the body warms up.")
+    ap.add_argument(
+        "--head-lr", type=float, default=1e-3, help="AdamW learning rate of the masked-LM head's own layers."
+    )
+    ap.add_argument(
+        "--head-steps", type=int, default=60, help="Steps that train the head alone, before the body warms up."
+    )
     ap.add_argument("--warmup-steps", type=int, default=50)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--mask-probability", type=float, default=0.15)
@@ -99,7 +112,9 @@ def main() -> None:
     body_params = [p for p in model.parameters() if id(p) not in head_ids]
     heads = [m for n, m in model.named_children() if n != model.base_model_prefix]
     if len(heads) != 1:
-        raise SystemExit(f"{type(model).__name__} has no single masked-LM head module: {[n for n, _ in model.named_children()]}")
+        raise SystemExit(
+            f"{type(model).__name__} has no single masked-LM head module: {[n for n, _ in model.named_children()]}"
+        )
     lm_head = heads[0]
     optimizer = torch.optim.AdamW(
         [{"params": body_params, "lr": 0.0}, {"params": head, "lr": args.head_lr}], weight_decay=0.01

@@ -92,7 +92,13 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int, profile_ro
         batch
         for step in timed
         for ep in sampler.meta_batch(step)
-        for batch in support_batches(ep.support, params.inner_steps, params.inner_batch_size, tokenizer.pad_token_id, np.random.default_rng(ep.seed))
+        for batch in support_batches(
+            ep.support,
+            params.inner_steps,
+            params.inner_batch_size,
+            tokenizer.pad_token_id,
+            np.random.default_rng(ep.seed),
+        )
     ]
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     model.train()
@@ -111,12 +117,16 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int, profile_ro
         "meta_step_gflops_per_s": meta_flops / wall / 1e9,
         "inner_loop_gflops_per_s": flops / inner_time / 1e9,
         "full_model_inner_loop_s_per_wall_s": inner_time / wall,
-        "mean_tokens_per_example": float(np.mean([int(b["attention_mask"].sum()) / len(b["input_ids"]) for b in batches])),
+        "mean_tokens_per_example": float(
+            np.mean([int(b["attention_mask"].sum()) / len(b["input_ids"]) for b in batches])
+        ),
         "wall_s": wall,
     }
 
 
-def naive_throughput(config: KshotConfig, params: Params, episodes: int, inner_epochs: int = 5, batch: int = 5, k: int = 10, l: int = 10) -> float:
+def naive_throughput(
+    config: KshotConfig, params: Params, episodes: int, inner_epochs: int = 5, batch: int = 5, k: int = 10, l: int = 10
+) -> float:
     """Episodes/s of the seed project's loop (see module docstring), on the same model and data."""
     from kshot.data import load_tasks
 
@@ -133,7 +143,9 @@ def naive_throughput(config: KshotConfig, params: Params, episodes: int, inner_e
         domain = domains[rng.integers(len(domains))]
         subset = [r for r in rows if r[0] == domain]  # filter the whole dataset per task
         chosen = [subset[i] for i in rng.choice(len(subset), k + l, replace=False)]
-        enc = tokenizer([r[1] for r in chosen], padding="max_length", truncation=True, max_length=512, return_tensors="pt")
+        enc = tokenizer(
+            [r[1] for r in chosen], padding="max_length", truncation=True, max_length=512, return_tensors="pt"
+        )
         labels = torch.tensor([r[2] for r in chosen])
         fast = copy.deepcopy(meta)
         fast.train()
@@ -142,7 +154,11 @@ def naive_throughput(config: KshotConfig, params: Params, episodes: int, inner_e
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / total)
         for _ in range(inner_epochs):
             for b in range(0, k, batch):
-                out = fast(input_ids=enc["input_ids"][b : b + batch], attention_mask=enc["attention_mask"][b : b + batch], labels=labels[b : b + batch])
+                out = fast(
+                    input_ids=enc["input_ids"][b : b + batch],
+                    attention_mask=enc["attention_mask"][b : b + batch],
+                    labels=labels[b : b + batch],
+                )
                 opt.zero_grad()
                 out.loss.backward()
                 opt.step()
@@ -161,10 +177,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/arsc")
     ap.add_argument("--steps", type=int, default=6, help="Timed outer steps.")
-    ap.add_argument("--naive-episodes", type=int, default=0, help="Also time the seed project's loop on this many episodes.")
+    ap.add_argument(
+        "--naive-episodes", type=int, default=0, help="Also time the seed project's loop on this many episodes."
+    )
     ap.add_argument("--set", action="append", default=[], help="params overrides, e.g. --set inner_steps=5")
     ap.add_argument("--json", help="Write the figures here.")
-    ap.add_argument("--profile", type=int, default=0, metavar="N", help="Also print the N operators that take most of a meta-step's time.")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Also print the N operators that take most of a meta-step's time.",
+    )
     args = ap.parse_args()
     import transformers
 
@@ -175,7 +199,9 @@ def main() -> None:
         key, value = item.split("=", 1)
         overrides[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
     config = KshotConfig.from_dict({"data": {"format": "arsc", "path": args.data}, "logging": {"progress_bar": False}})
-    params = Params.from_dict({"meta_batch_size": 4, "k_support": 5, "k_query": 10, "inner_steps": 5, "inner_batch_size": 10, **overrides})
+    params = Params.from_dict(
+        {"meta_batch_size": 4, "k_support": 5, "k_query": 10, "inner_steps": 5, "inner_batch_size": 10, **overrides}
+    )
     torch.manual_seed(0)
     model = load_model(resolve_model_name(None), ["negative", "positive"])
     cfg = model.config

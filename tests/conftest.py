@@ -54,17 +54,34 @@ def tiny_run(tmp_path, tiny_model_dir, review_json):
 
     config = KshotConfig.from_dict(
         {
-            "data": {"format": "review_json", "path": str(review_json), "test_domains": ["domain6", "domain7"],
-                     "validation_domains": ["domain5"], "cache_dir": str(tmp_path / "cache")},
+            "data": {
+                "format": "review_json",
+                "path": str(review_json),
+                "test_domains": ["domain6", "domain7"],
+                "validation_domains": ["domain5"],
+                "cache_dir": str(tmp_path / "cache"),
+            },
             "model": {"name_or_path": str(tiny_model_dir)},
             "output_dir": str(tmp_path / "out"),
             "logging": {"log_dir": str(tmp_path / "logs"), "progress_bar": False},
         }
     )
     params = Params.from_dict(
-        {"meta_steps": 6, "meta_batch_size": 2, "k_support": 4, "k_query": 8, "inner_steps": 2, "inner_batch_size": 8,
-         "inner_lr": 1e-3, "eval_every": 3, "eval_tasks": 2, "eval_inner_steps": 2, "checkpoint_every": 2, "max_length": 32,
-         "seed": 0}
+        {
+            "meta_steps": 6,
+            "meta_batch_size": 2,
+            "k_support": 4,
+            "k_query": 8,
+            "inner_steps": 2,
+            "inner_batch_size": 8,
+            "inner_lr": 1e-3,
+            "eval_every": 3,
+            "eval_tasks": 2,
+            "eval_inner_steps": 2,
+            "checkpoint_every": 2,
+            "max_length": 32,
+            "seed": 0,
+        }
     )
     return config, params
 

@@ -36,7 +36,9 @@ def make_examples(domain: int, n: int, seed: int, positive_ratio: float = 0.5) -
         sentiment = POSITIVE if label else NEGATIVE
         words = list(rng.choice(FILLER, 4)) + list(rng.choice(topic_words(domain), 3)) + list(rng.choice(sentiment, 2))
         rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": "positive" if label else "negative", "domain": f"domain{domain}"})
+        rows.append(
+            {"text": " ".join(words), "label": "positive" if label else "negative", "domain": f"domain{domain}"}
+        )
     return rows
 
 
@@ -46,7 +48,15 @@ def write_review_json(path: Path, n_domains: int = 8, n_per_domain: int = 60, se
     return path
 
 
-def write_arsc_folder(root: Path, train_domains=("alpha", "beta", "gamma"), target_domains=("delta",), n_train=40, n_dev=20, n_test=30, seed=0) -> Path:
+def write_arsc_folder(
+    root: Path,
+    train_domains=("alpha", "beta", "gamma"),
+    target_domains=("delta",),
+    n_train=40,
+    n_dev=20,
+    n_test=30,
+    seed=0,
+) -> Path:
     """A miniature ARSC folder: same file layout and label convention (1 / -1)."""
     root.mkdir(parents=True, exist_ok=True)
     domains = list(train_domains) + list(target_domains)
@@ -78,9 +88,15 @@ def build_tiny_model(out_dir: Path, n_domains: int = 12, seed: int = 0, labels=(
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
     assert len(tokenizer) == len(words)
     config = BertConfig(
-        vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
     )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
@@ -89,7 +105,9 @@ def build_tiny_model(out_dir: Path, n_domains: int = 12, seed: int = 0, labels=(
     return out_dir
 
 
-def make_rows(n_domains: int = 4, n_per_domain: int = 30, seed: int = 0, domain_names: list[str] | None = None) -> list[dict]:
+def make_rows(
+    n_domains: int = 4, n_per_domain: int = 30, seed: int = 0, domain_names: list[str] | None = None
+) -> list[dict]:
     """Rows of several domains; ``domain_names`` renames domain0, domain1, ... in order."""
     rows = [r for d in range(n_domains) for r in make_examples(d, n_per_domain, seed)]
     if domain_names is not None:

@@ -20,8 +20,15 @@ def tiny_bert(seed: int = 0, dropout: float = 0.0):
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=VOCAB, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-        max_position_embeddings=16, num_labels=2, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+        vocab_size=VOCAB,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        num_labels=2,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     return BertForSequenceClassification(config).double()
 
@@ -36,7 +43,9 @@ class BagOfWords(torch.nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.config = SimpleNamespace(num_labels=num_labels)
-        self.body = torch.nn.ModuleDict({"embed": torch.nn.Embedding(VOCAB, hidden), "mix": torch.nn.Linear(hidden, hidden)})
+        self.body = torch.nn.ModuleDict(
+            {"embed": torch.nn.Embedding(VOCAB, hidden), "mix": torch.nn.Linear(hidden, hidden)}
+        )
         self.classifier = torch.nn.Linear(hidden, num_labels)
         self.double()
 
@@ -63,7 +72,15 @@ def episode(seed: int = 0, n_support: int = 6, n_query: int = 5) -> Episode:
 
 
 def params(**overrides) -> Params:
-    base = {"inner_optimizer": "sgd", "inner_lr": 0.5, "inner_steps": 2, "inner_batch_size": 6, "max_grad_norm": None, "meta_lr": 1e-2, "seed": 0}
+    base = {
+        "inner_optimizer": "sgd",
+        "inner_lr": 0.5,
+        "inner_steps": 2,
+        "inner_batch_size": 6,
+        "max_grad_norm": None,
+        "meta_lr": 1e-2,
+        "seed": 0,
+    }
     base.update(overrides)
     return Params.from_dict(base)
 

@@ -18,8 +18,14 @@ from kshot.training.setup import build_algorithm, build_tasks
 def run_config(tmp_path: Path, model_dir: Path, data: Path) -> KshotConfig:
     return KshotConfig.from_dict(
         {
-            "data": {"format": "review_json", "path": str(data), "test_domains": ["domain6", "domain7"],
-                     "validation_domains": ["domain5"], "eval_episodes": 3, "cache_dir": str(tmp_path / "cache")},
+            "data": {
+                "format": "review_json",
+                "path": str(data),
+                "test_domains": ["domain6", "domain7"],
+                "validation_domains": ["domain5"],
+                "eval_episodes": 3,
+                "cache_dir": str(tmp_path / "cache"),
+            },
             "model": {"name_or_path": str(model_dir)},
             "output_dir": str(tmp_path / "out"),
             "logging": {"log_dir": str(tmp_path / "logs"), "progress_bar": False},
@@ -28,9 +34,22 @@ def run_config(tmp_path: Path, model_dir: Path, data: Path) -> KshotConfig:
 
 
 def run_params(algorithm: str, **overrides) -> Params:
-    values = {"algorithm": algorithm, "meta_steps": 30, "meta_batch_size": 2, "k_support": 4, "k_query": 8,
-              "metric_lr": 1e-3, "scorer_lr": 1e-3, "eval_every": 0, "eval_tasks": 2, "eval_inner_steps": 2,
-              "checkpoint_every": 0, "max_length": 32, "seed": 0, "scorer_hidden": 32}
+    values = {
+        "algorithm": algorithm,
+        "meta_steps": 30,
+        "meta_batch_size": 2,
+        "k_support": 4,
+        "k_query": 8,
+        "metric_lr": 1e-3,
+        "scorer_lr": 1e-3,
+        "eval_every": 0,
+        "eval_tasks": 2,
+        "eval_inner_steps": 2,
+        "checkpoint_every": 0,
+        "max_length": 32,
+        "seed": 0,
+        "scorer_hidden": 32,
+    }
     values.update(overrides)
     return Params.from_dict(values)
 
@@ -46,7 +65,9 @@ def build(tmp_path: Path, model_dir: Path, data: Path, algorithm: str, **overrid
 
 
 def few_shot_accuracy(algorithm, tasks, params) -> float:
-    return evaluate_tasks(algorithm, tasks.test, params.eval_inner_steps, params.eval_batch_size, params.seed)["mean"]["accuracy"]
+    return evaluate_tasks(algorithm, tasks.test, params.eval_inner_steps, params.eval_batch_size, params.seed)["mean"][
+        "accuracy"
+    ]
 
 
 def meta_train(algorithm, tasks, params, steps: int | None = None) -> list[dict[str, float]]:
@@ -81,7 +102,9 @@ def write_support_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def assert_adapted_folder_predicts_like_memory(tmp_path: Path, model_dir: Path, data: Path, algorithm: str, **overrides) -> None:
+def assert_adapted_folder_predicts_like_memory(
+    tmp_path: Path, model_dir: Path, data: Path, algorithm: str, **overrides
+) -> None:
     """Meta-train briefly, `kshot adapt` to a folder, and check `kshot predict` on that folder gives
     the in-memory algorithm's predictions; the folder still loads with transformers."""
     from transformers import AutoModelForSequenceClassification
@@ -107,8 +130,14 @@ def assert_adapted_folder_predicts_like_memory(tmp_path: Path, model_dir: Path, 
     memory = build_algorithm(model, params, None, load_tokenizer(str(trained)))
     memory.load_pretrained(str(trained))
     names = model_label_names(model)
-    memory.adapt(tokenized([r["text"] for r in rows], [names.index(r["label"]) for r in rows], model_dir), params.eval_inner_steps, seed=params.seed)
-    probs = torch.softmax(torch.from_numpy(memory.predict(tokenized(queries, [0] * len(queries), model_dir), 64)), dim=-1).numpy()
+    memory.adapt(
+        tokenized([r["text"] for r in rows], [names.index(r["label"]) for r in rows], model_dir),
+        params.eval_inner_steps,
+        seed=params.seed,
+    )
+    probs = torch.softmax(
+        torch.from_numpy(memory.predict(tokenized(queries, [0] * len(queries), model_dir), 64)), dim=-1
+    ).numpy()
 
     assert (adapted / SUPPORT_FILE).is_file()
     assert [p["label"] for p in from_folder] == [names[i] for i in probs.argmax(axis=1)]

@@ -87,7 +87,9 @@ def test_fomaml_gradient_is_query_gradient_after_hand_run_sgd(model_name):
     maml_fo = build("maml", copy.deepcopy(model), inner_steps=3, inner_batch_size=4, first_order=True)
     torch.testing.assert_close(flat(maml_fo.meta_gradients([ep], 1)[0]), flat(expected), rtol=1e-9, atol=1e-12)
     truncated_to_zero = build("maml", copy.deepcopy(model), inner_steps=3, inner_batch_size=4, second_order_steps=0)
-    torch.testing.assert_close(flat(truncated_to_zero.meta_gradients([ep], 1)[0]), flat(expected), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        flat(truncated_to_zero.meta_gradients([ep], 1)[0]), flat(expected), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_truncated_second_order_matches_hessian_vector_reference():
@@ -153,7 +155,9 @@ def test_gradient_checkpointing_gives_the_same_meta_gradient():
     results = []
     for checkpointing in (False, True):
         model = tiny_bert(dropout=0.1)  # dropout on: the recomputation must replay the same masks
-        alg = build_algorithm(model, params(algorithm="maml", gradient_checkpointing=checkpointing), None, SimpleNamespace(pad_token_id=0))
+        alg = build_algorithm(
+            model, params(algorithm="maml", gradient_checkpointing=checkpointing), None, SimpleNamespace(pad_token_id=0)
+        )
         results.append(flat(alg.meta_gradients([ep], total_tasks=1)[0]))
     torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-13)
 
@@ -231,7 +235,9 @@ def test_anil_runs_the_body_once_per_task_with_the_same_meta_gradient(model_name
     assert alg.head_module_name == "classifier"
     body = getattr(model, model.base_model_prefix)
     calls = []
-    next(m for m in body.modules() if isinstance(m, torch.nn.Embedding)).register_forward_hook(lambda *_: calls.append(1))
+    next(m for m in body.modules() if isinstance(m, torch.nn.Embedding)).register_forward_hook(
+        lambda *_: calls.append(1)
+    )
     ep = episode(seed=5)
     fast, _ = alg.meta_gradients([ep], total_tasks=1)
     assert len(calls) == 2  # the support once for all 4 inner steps, then the query
@@ -261,7 +267,12 @@ def test_anil_with_a_head_of_several_modules_runs_the_whole_model_each_step():
     model = TwoModuleHead()
     alg = build("anil", model, inner_steps=3)
     assert alg.head_module_name is None
-    assert set(head_names(model)) == {"classifier.weight", "classifier.bias", "pre_classifier.weight", "pre_classifier.bias"}
+    assert set(head_names(model)) == {
+        "classifier.weight",
+        "classifier.bias",
+        "pre_classifier.weight",
+        "pre_classifier.bias",
+    }
     ep = episode(seed=2)
     adapted, losses = alg.inner(ep.support, 3, ep.seed, track_meta=True)
     assert len(losses) == 3 and losses[-1] < losses[0]
@@ -305,7 +316,9 @@ def test_anil_prototype_head_keeps_the_meta_learned_head_and_trains_the_body_thr
     by_name = dict(zip(names, grads))
     assert float(by_name["classifier.weight"].abs().max()) > 0  # the meta-learned head still learns
     assert not torch.allclose(flat(grads), flat(plain_grads))  # and the means change the body's gradient
-    direction = [torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype) for p in alg.meta.values()]
+    direction = [
+        torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype) for p in alg.meta.values()
+    ]
     analytic = float(sum((g * d).sum() for g, d in zip(grads, direction)))
     assert analytic == pytest.approx(directional_fd(alg, ep, direction), rel=1e-5, abs=1e-9)
 

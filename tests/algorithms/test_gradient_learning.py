@@ -18,8 +18,16 @@ MARGIN = 0.25  # accuracy and macro-F1, absolute; the untrained init scores abou
 def run_config(tiny_run, **overrides) -> tuple[KshotConfig, Params]:
     config, params = tiny_run
     config = KshotConfig.from_dict({**config.to_dict(), "data": {**config.data.to_dict(), "eval_episodes": 4}})
-    base = {"meta_batch_size": 4, "inner_steps": 3, "inner_lr": 1e-3, "meta_lr": 1e-3, "eval_every": 0,
-            "eval_inner_steps": 5, "checkpoint_every": 0, "outer_lr_schedule": "constant"}
+    base = {
+        "meta_batch_size": 4,
+        "inner_steps": 3,
+        "inner_lr": 1e-3,
+        "meta_lr": 1e-3,
+        "eval_every": 0,
+        "eval_inner_steps": 5,
+        "checkpoint_every": 0,
+        "outer_lr_schedule": "constant",
+    }
     return config, Params.from_dict({**params.to_dict(), **base, **overrides})
 
 
@@ -28,7 +36,9 @@ def untrained_score(config: KshotConfig, params: Params) -> dict[str, float]:
     tokenizer = load_tokenizer(config.model.name_or_path)
     tasks = build_tasks(config, params, tokenizer, with_training=False)
     torch.manual_seed(params.seed)
-    algorithm = build_algorithm(load_model(config.model.name_or_path, tasks.collection.label_names), params, None, tokenizer)
+    algorithm = build_algorithm(
+        load_model(config.model.name_or_path, tasks.collection.label_names), params, None, tokenizer
+    )
     return evaluate_tasks(algorithm, tasks.test, params.eval_inner_steps, params.eval_batch_size, params.seed)["mean"]
 
 

@@ -31,8 +31,15 @@ def one_thread():
 def tiny_bert(hidden: int = 8, dtype=torch.float64, seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=20, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2, intermediate_size=2 * hidden,
-        max_position_embeddings=16, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=20,
+        hidden_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=16,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return BertForSequenceClassification(config).to(dtype)
 
@@ -40,13 +47,18 @@ def tiny_bert(hidden: int = 8, dtype=torch.float64, seed: int = 0) -> BertForSeq
 def batches(n: int, seed: int = 1, size: int = 4, length: int = 6) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     return [
-        {"input_ids": torch.randint(5, 20, (size, length), generator=g), "attention_mask": torch.ones(size, length, dtype=torch.long),
-         "labels": torch.randint(0, 2, (size,), generator=g)}
+        {
+            "input_ids": torch.randint(5, 20, (size, length), generator=g),
+            "attention_mask": torch.ones(size, length, dtype=torch.long),
+            "labels": torch.randint(0, 2, (size,), generator=g),
+        }
         for _ in range(n)
     ]
 
 
-def random_lopt(kind: str = "mlp", names=None, dtype=torch.float64, max_step: float | None = 0.05, seed: int = 3) -> LearnedOptimizer:
+def random_lopt(
+    kind: str = "mlp", names=None, dtype=torch.float64, max_step: float | None = 0.05, seed: int = 3
+) -> LearnedOptimizer:
     """A learned optimizer whose every part is active (a fresh one's network output is zero)."""
     torch.manual_seed(seed)
     lopt = LearnedOptimizer(LoptConfig(kind=kind, hidden=4, max_step=max_step, init_lr=0.05), names).to(dtype)
@@ -99,7 +111,9 @@ def test_meta_gradient_matches_finite_differences(kind):
     analytic = sum(float((result.init[n] * w[n]).sum()) for n in init)
     shifted = lambda s: {n: p + s * w[n] for n, p in init.items()}
     eps = 1e-8
-    numeric = (meta_loss(lopt, loss_fn, shifted(eps), support, query) - meta_loss(lopt, loss_fn, shifted(-eps), support, query)) / (2 * eps)
+    numeric = (
+        meta_loss(lopt, loss_fn, shifted(eps), support, query) - meta_loss(lopt, loss_fn, shifted(-eps), support, query)
+    ) / (2 * eps)
     assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8)
 
 
@@ -111,9 +125,13 @@ def test_checkpointed_unroll_gives_the_same_meta_gradient(kind, first_order):
     lopt = random_lopt(kind, list(init))
     loss_fn = model_loss_fn(model)
     support, query = batches(5), [(b, 1.0) for b in batches(1, seed=9)]
-    plain = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions(first_order=first_order, path_loss_weight=0.5))
+    plain = meta_gradients(
+        lopt, loss_fn, init, support, query, UnrollOptions(first_order=first_order, path_loss_weight=0.5)
+    )
     for segment, network in ((1, False), (2, False), (2, True), (0, True)):
-        options = UnrollOptions(first_order=first_order, path_loss_weight=0.5, checkpoint_segment=segment, checkpoint_network=network)
+        options = UnrollOptions(
+            first_order=first_order, path_loss_weight=0.5, checkpoint_segment=segment, checkpoint_network=network
+        )
         ckpt = meta_gradients(lopt, loss_fn, init, support, query, options)
         assert ckpt.query_loss == pytest.approx(plain.query_loss, rel=1e-12)
         assert ckpt.support_loss == pytest.approx(plain.support_loss, rel=1e-12)
@@ -212,7 +230,10 @@ def test_tied_weights_stay_tied_and_get_the_summed_gradient():
         return functional_call(model, params, (), batch, tie_weights=True, strict=False)
 
     g = torch.Generator().manual_seed(1)
-    support = [{"input_ids": torch.randint(0, 11, (3, 5), generator=g), "labels": torch.randint(0, 11, (3, 5), generator=g)} for _ in range(3)]
+    support = [
+        {"input_ids": torch.randint(0, 11, (3, 5), generator=g), "labels": torch.randint(0, 11, (3, 5), generator=g)}
+        for _ in range(3)
+    ]
     lopt = LearnedOptimizer(LoptConfig(hidden=4, max_step=None), list(init))
     lopt.set_rule(sgd=1.0, adam=0.0, lr=0.5)
     adapted, _ = adapt_params(lopt, loss_fn, init, support)
@@ -233,13 +254,29 @@ def test_tied_weights_stay_tied_and_get_the_summed_gradient():
             p.copy_(adapted[n])
     assert model.unembed.weight is model.embed.weight
     # Meta-gradients also flow through both uses.
-    result = meta_gradients(random_lopt("mlp", list(init), dtype=torch.float32), loss_fn, init, support, [(support[0], 1.0)], UnrollOptions())
+    result = meta_gradients(
+        random_lopt("mlp", list(init), dtype=torch.float32),
+        loss_fn,
+        init,
+        support,
+        [(support[0], 1.0)],
+        UnrollOptions(),
+    )
     assert torch.isfinite(result.init["embed.weight"]).all() and result.init["embed.weight"].abs().sum() > 0
 
 
 def test_tied_embeddings_of_a_masked_lm_stay_tied():
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, max_position_embeddings=16, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=20,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     model = BertForMaskedLM(config)
     decoder, embeddings = model.cls.predictions.decoder.weight, model.bert.embeddings.word_embeddings.weight
     assert decoder is embeddings

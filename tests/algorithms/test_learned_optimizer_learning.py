@@ -22,10 +22,26 @@ SGD_GRID = (0.03, 0.1, 0.3, 1.0)
 # steps; SGD from the same initialisation 0.693-0.695 at every rate of the grid, and the same from
 # the untrained one.
 PARAMS = {
-    "algorithm": "learned_optimizer", "meta_steps": 30, "meta_batch_size": 4, "k_support": 4, "k_query": 8, "inner_steps": STEPS,
-    "inner_batch_size": 8, "inner_optimizer": "sgd", "inner_lr": 0.1, "meta_lr": 1e-3, "lopt_lr": 1e-2, "lopt_max_step": None,
-    "first_order": True, "outer_lr_schedule": "constant", "eval_every": 0, "eval_inner_steps": STEPS, "checkpoint_every": 0,
-    "test_after_train": False, "max_length": 32, "seed": 0,
+    "algorithm": "learned_optimizer",
+    "meta_steps": 30,
+    "meta_batch_size": 4,
+    "k_support": 4,
+    "k_query": 8,
+    "inner_steps": STEPS,
+    "inner_batch_size": 8,
+    "inner_optimizer": "sgd",
+    "inner_lr": 0.1,
+    "meta_lr": 1e-3,
+    "lopt_lr": 1e-2,
+    "lopt_max_step": None,
+    "first_order": True,
+    "outer_lr_schedule": "constant",
+    "eval_every": 0,
+    "eval_inner_steps": STEPS,
+    "checkpoint_every": 0,
+    "test_after_train": False,
+    "max_length": 32,
+    "seed": 0,
 }
 
 
@@ -40,8 +56,14 @@ def test_meta_trained_optimizer_beats_the_best_sgd_rate(tmp_path, tiny_model_dir
         review = synthetic.write_review_json(tmp_path / "dataset.json")
         config = KshotConfig.from_dict(
             {
-                "data": {"format": "review_json", "path": str(review), "test_domains": ["domain6", "domain7"], "eval_episodes": 3,
-                         "validation_domains": ["domain5"], "cache_dir": str(tmp_path / "cache")},
+                "data": {
+                    "format": "review_json",
+                    "path": str(review),
+                    "test_domains": ["domain6", "domain7"],
+                    "eval_episodes": 3,
+                    "validation_domains": ["domain5"],
+                    "cache_dir": str(tmp_path / "cache"),
+                },
                 "model": {"name_or_path": str(tiny_model_dir)},
                 "output_dir": str(tmp_path / "out"),
                 "logging": {"log_dir": str(tmp_path / "logs"), "progress_bar": False},
@@ -68,7 +90,17 @@ def test_meta_trained_optimizer_beats_the_best_sgd_rate(tmp_path, tiny_model_dir
                 for task in tasks:
                     torch.manual_seed(1)
                     model = load_model(start)
-                    train_steps(model, task.support, STEPS, params.inner_batch_size, lr, "sgd", tokenizer.pad_token_id, "cpu", np.random.default_rng(1))
+                    train_steps(
+                        model,
+                        task.support,
+                        STEPS,
+                        params.inner_batch_size,
+                        lr,
+                        "sgd",
+                        tokenizer.pad_token_id,
+                        "cpu",
+                        np.random.default_rng(1),
+                    )
                     losses.append(query_loss(model, task.query, 64, tokenizer.pad_token_id, "cpu"))
                 sgd[(start, lr)] = float(np.mean(losses))
     finally:

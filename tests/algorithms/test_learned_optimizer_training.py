@@ -22,10 +22,25 @@ from kshot.training.setup import build_algorithm, build_tasks
 from .. import synthetic
 
 PARAMS = {
-    "algorithm": "learned_optimizer", "meta_steps": 3, "meta_batch_size": 2, "k_support": 4, "k_query": 8, "inner_steps": 3,
-    "inner_batch_size": 8, "inner_optimizer": "sgd", "inner_lr": 0.1, "meta_lr": 1e-3, "lopt_lr": 1e-2, "lopt_max_step": 0.1,
-    "lopt_checkpoint_segment": 2, "eval_every": 3, "eval_tasks": 2, "eval_inner_steps": 3, "checkpoint_every": 0,
-    "max_length": 32, "seed": 0,
+    "algorithm": "learned_optimizer",
+    "meta_steps": 3,
+    "meta_batch_size": 2,
+    "k_support": 4,
+    "k_query": 8,
+    "inner_steps": 3,
+    "inner_batch_size": 8,
+    "inner_optimizer": "sgd",
+    "inner_lr": 0.1,
+    "meta_lr": 1e-3,
+    "lopt_lr": 1e-2,
+    "lopt_max_step": 0.1,
+    "lopt_checkpoint_segment": 2,
+    "eval_every": 3,
+    "eval_tasks": 2,
+    "eval_inner_steps": 3,
+    "checkpoint_every": 0,
+    "max_length": 32,
+    "seed": 0,
 }
 
 
@@ -43,8 +58,13 @@ def run(tmp_path_factory, tiny_model_dir):
     review = synthetic.write_review_json(root / "dataset.json")
     config = KshotConfig.from_dict(
         {
-            "data": {"format": "review_json", "path": str(review), "test_domains": ["domain6", "domain7"],
-                     "validation_domains": ["domain5"], "cache_dir": str(root / "cache")},
+            "data": {
+                "format": "review_json",
+                "path": str(review),
+                "test_domains": ["domain6", "domain7"],
+                "validation_domains": ["domain5"],
+                "cache_dir": str(root / "cache"),
+            },
             "model": {"name_or_path": str(tiny_model_dir)},
             "output_dir": str(root / "out"),
             "logging": {"log_dir": str(root / "logs"), "progress_bar": False},
@@ -67,8 +87,15 @@ def wider_model(out_dir, hidden: int = 48):
     (out_dir / "vocab.txt").write_text("\n".join(synthetic.vocabulary()) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(out_dir / "vocab.txt"), do_lower_case=True)
     config = BertConfig(
-        vocab_size=len(synthetic.vocabulary()), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * hidden,
-        max_position_embeddings=64, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+        vocab_size=len(synthetic.vocabulary()),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
     )
     torch.manual_seed(1)
     BertForSequenceClassification(config).save_pretrained(out_dir)
@@ -128,7 +155,10 @@ def test_applies_to_a_wider_model_of_the_same_family(run, tmp_path):
     assert algorithm.lopt.state_dict()["out.weight"].equal(saved.state_dict()["out.weight"])
     # Per-tensor scales follow the parameter names, which the two widths share.
     name = "bert.encoder.layer.1.output.dense.weight"
-    assert torch.equal(algorithm.lopt.log_scale.detach()[algorithm.lopt.scale_names.index(name)], saved.log_scale.detach()[saved.scale_names.index(name)])
+    assert torch.equal(
+        algorithm.lopt.log_scale.detach()[algorithm.lopt.scale_names.index(name)],
+        saved.log_scale.detach()[saved.scale_names.index(name)],
+    )
     assert algorithm.meta["bert.embeddings.word_embeddings.weight"].shape[1] == 48
     task = tasks.test[0]
     losses = algorithm.adapt(task.support, 6, seed=0)
@@ -161,7 +191,9 @@ def test_non_finite_meta_gradient_skips_the_step_with_a_warning(run, caplog):
     assert metrics["skipped"] == 1.0
     assert "non-finite meta-gradient" in caplog.text
     assert all(torch.equal(t, before_init[n]) for n, t in algorithm.meta.items())
-    assert all(torch.allclose(t, before_lopt[n], rtol=0, atol=0, equal_nan=True) for n, t in algorithm.lopt.named_parameters())
+    assert all(
+        torch.allclose(t, before_lopt[n], rtol=0, atol=0, equal_nan=True) for n, t in algorithm.lopt.named_parameters()
+    )
     # A healthy step afterwards is applied.
     with torch.no_grad():
         algorithm.lopt.out.bias.zero_()
@@ -204,7 +236,9 @@ def test_gradient_checkpointing_of_the_backbone_changes_nothing_but_memory(run):
         torch.manual_seed(0)
         algorithm = build_algorithm(load_model(config.model.name_or_path), params, None, tokenizer)
         metrics = algorithm.meta_step(tasks.sampler.meta_batch(0), 0, params.meta_batch_size)
-        outcomes.append((metrics, {n: t.detach().clone() for n, t in algorithm.meta.items()}, algorithm.lopt.state_dict()))
+        outcomes.append(
+            (metrics, {n: t.detach().clone() for n, t in algorithm.meta.items()}, algorithm.lopt.state_dict())
+        )
     (m0, init0, lopt0), (m1, init1, lopt1) = outcomes
     assert m0["loss"] == pytest.approx(m1["loss"], rel=1e-6)
     for n in init0:
@@ -215,8 +249,13 @@ def test_gradient_checkpointing_of_the_backbone_changes_nothing_but_memory(run):
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [({"lopt_checkpoint_segment": -1}, "lopt_checkpoint_segment"), ({"lopt_truncate": 0}, "lopt_truncate"),
-     ({"k_query": 0}, "k_query"), ({"lopt_max_step": 0.0}, "max_step"), ({"lopt_hidden": 0}, "hidden")],
+    [
+        ({"lopt_checkpoint_segment": -1}, "lopt_checkpoint_segment"),
+        ({"lopt_truncate": 0}, "lopt_truncate"),
+        ({"k_query": 0}, "k_query"),
+        ({"lopt_max_step": 0.0}, "max_step"),
+        ({"lopt_hidden": 0}, "hidden"),
+    ],
 )
 def test_bad_settings_are_clear_errors(tiny_model_dir, override, message):
     params = Params.from_dict({**PARAMS, **override})

@@ -20,7 +20,12 @@ QUERY = ["great product", "broken waste sad", "the item is very perfect and good
 
 def test_logits_are_the_log_of_the_cosine_attention_mass_per_class(tiny_model_dir):
     model = load_model(str(tiny_model_dir), ["a", "b", "c"])
-    algo = build_algorithm(model, Params.from_dict({"algorithm": "matchnet", "cosine_scale": 5.0}), None, load_tokenizer(str(tiny_model_dir)))
+    algo = build_algorithm(
+        model,
+        Params.from_dict({"algorithm": "matchnet", "cosine_scale": 5.0}),
+        None,
+        load_tokenizer(str(tiny_model_dir)),
+    )
     algo.adapt(tokenized(SUPPORT, SUPPORT_LABELS, tiny_model_dir), steps=5)
     logits = algo.predict(tokenized(QUERY, [0, 0, 0], tiny_model_dir), batch_size=2)
 

@@ -23,8 +23,17 @@ from .. import synthetic
 def trained_metasgd(tiny_run):
     config, params = tiny_run
     params = Params.from_dict(
-        {**params.to_dict(), "algorithm": "metasgd", "meta_steps": 3, "eval_every": 0, "checkpoint_every": 0,
-         "test_after_train": False, "inner_optimizer": "sgd", "inner_lr": 0.05, "metasgd_lr_lr": 0.01}
+        {
+            **params.to_dict(),
+            "algorithm": "metasgd",
+            "meta_steps": 3,
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "test_after_train": False,
+            "inner_optimizer": "sgd",
+            "inner_lr": 0.05,
+            "metasgd_lr_lr": 0.01,
+        }
     )
     trainer = MetaTrainer(config, params)
     trainer.train()
@@ -69,7 +78,9 @@ def test_adapt_uses_the_saved_rates(trained_metasgd, support_csv, tmp_path):
 
     # Rates of zero except on the classifier: only the classifier may move.
     lrs = load_file(str(model_dir / LR_FILE))
-    save_file({n: t if n.startswith("classifier.") else torch.zeros_like(t) for n, t in lrs.items()}, str(model_dir / LR_FILE))
+    save_file(
+        {n: t if n.startswith("classifier.") else torch.zeros_like(t) for n, t in lrs.items()}, str(model_dir / LR_FILE)
+    )
     result = CliRunner().invoke(
         __import__("kshot.cli.main", fromlist=["app"]).app,
         ["adapt", "--model", str(model_dir), "--support", str(support_csv), "--out", str(tmp_path / "head_only")],

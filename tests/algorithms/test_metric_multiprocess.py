@@ -19,9 +19,19 @@ from ..distributed.launch import accelerate_launch
 
 ALGORITHMS = ["protonet", "relationnet"]  # the plain encoder, and encoder + learned scorer
 PARAMS = {
-    "meta_steps": 3, "meta_batch_size": 4, "k_support": 4, "k_query": 8, "max_length": 32, "seed": 0,
-    "metric_lr": 1e-3, "scorer_lr": 1e-3, "scorer_hidden": 16, "eval_every": 0, "checkpoint_every": 0,
-    "outer_lr_schedule": "constant", "test_after_train": False,
+    "meta_steps": 3,
+    "meta_batch_size": 4,
+    "k_support": 4,
+    "k_query": 8,
+    "max_length": 32,
+    "seed": 0,
+    "metric_lr": 1e-3,
+    "scorer_lr": 1e-3,
+    "scorer_hidden": 16,
+    "eval_every": 0,
+    "checkpoint_every": 0,
+    "outer_lr_schedule": "constant",
+    "test_after_train": False,
 }
 
 
@@ -32,14 +42,22 @@ def spec(tmp_path_factory, tiny_model_dir):
     return {
         "out": str(root / "results"),
         "config": {
-            "data": {"format": "review_json", "path": str(data), "test_domains": ["domain6", "domain7"], "cache_dir": str(root / "cache")},
+            "data": {
+                "format": "review_json",
+                "path": str(data),
+                "test_domains": ["domain6", "domain7"],
+                "cache_dir": str(root / "cache"),
+            },
             "model": {"name_or_path": str(tiny_model_dir)},
             "logging": {"log_dir": str(root / "logs"), "progress_bar": False},
         },
         "params": PARAMS,
         # cosine: squared Euclidean distances ignore a shift of every embedding, which leaves the last
         # LayerNorm bias without gradient (see the comparison below).
-        "runs": [{"name": a, "output_dir": str(root / "runs" / a), "params": {"algorithm": a, "distance": "cosine"}} for a in ALGORITHMS],
+        "runs": [
+            {"name": a, "output_dir": str(root / "runs" / a), "params": {"algorithm": a, "distance": "cosine"}}
+            for a in ALGORITHMS
+        ],
     }
 
 
@@ -47,7 +65,9 @@ def spec(tmp_path_factory, tiny_model_dir):
 def launched(spec, tmp_path_factory):
     spec_file = tmp_path_factory.mktemp("spec") / "spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    result = accelerate_launch(["tests/distributed/worker.py", str(spec_file)], home=tmp_path_factory.mktemp("hf_home"), timeout=240)
+    result = accelerate_launch(
+        ["tests/distributed/worker.py", str(spec_file)], home=tmp_path_factory.mktemp("hf_home"), timeout=240
+    )
     assert result.returncode == 0, result.stdout[-6000:]
     out = Path(spec["out"])
     return {a: [torch.load(out / f"{a}.rank{r}.pt", weights_only=False) for r in range(2)] for a in ALGORITHMS}
@@ -60,7 +80,12 @@ def test_two_processes_equal_one_process(launched, spec, tmp_path, tiny_model_di
     for x, y in zip(rank0["state"]["meta"], rank1["state"]["meta"]):
         assert torch.equal(x, y)
     run = next(r for r in spec["runs"] if r["name"] == algorithm)
-    one = worker.run(spec, {**run, "output_dir": str(tmp_path / "one")}, tmp_path / "results", make_accelerator(Params.from_dict(PARAMS)))
+    one = worker.run(
+        spec,
+        {**run, "output_dir": str(tmp_path / "one")},
+        tmp_path / "results",
+        make_accelerator(Params.from_dict(PARAMS)),
+    )
     assert one["num_processes"] == 1
     # Summation order differs between 1 and 2 processes, and Adam divides each gradient by its own
     # size, so a parameter whose true gradient is zero (the relation module's output bias: a softmax

@@ -24,7 +24,9 @@ QUERY = ["great product", "broken waste sad", "the item is very perfect and good
 
 def _protonet(model_dir, **params):
     model = load_model(str(model_dir), ["a", "b", "c"])
-    return build_algorithm(model, Params.from_dict({"algorithm": "protonet", **params}), None, load_tokenizer(str(model_dir)))
+    return build_algorithm(
+        model, Params.from_dict({"algorithm": "protonet", **params}), None, load_tokenizer(str(model_dir))
+    )
 
 
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
@@ -49,7 +51,8 @@ def test_linear_head_gives_the_same_probabilities_as_the_distance():
     protos, queries = torch.randn(4, 16, generator=g), torch.randn(9, 16, generator=g)
     weight, bias = linear_head(protos)
     torch.testing.assert_close(
-        torch.softmax(queries @ weight.T + bias, dim=-1), torch.softmax(prototype_logits(queries, protos, "euclidean", 1.0), dim=-1)
+        torch.softmax(queries @ weight.T + bias, dim=-1),
+        torch.softmax(prototype_logits(queries, protos, "euclidean", 1.0), dim=-1),
     )
 
 
@@ -80,7 +83,9 @@ def test_meta_training_beats_the_untrained_init(tmp_path, tiny_model_dir, review
 
 @pytest.mark.parametrize("finetune", [False, True])
 def test_adapted_folder_predicts_like_the_in_memory_protonet(tmp_path, tiny_model_dir, review_json, finetune):
-    assert_adapted_folder_predicts_like_memory(tmp_path, tiny_model_dir, review_json, "protonet", metric_finetune=finetune)
+    assert_adapted_folder_predicts_like_memory(
+        tmp_path, tiny_model_dir, review_json, "protonet", metric_finetune=finetune
+    )
 
 
 def test_adapted_folder_card_and_plain_transformers_recipe(tmp_path, tiny_model_dir, review_json):

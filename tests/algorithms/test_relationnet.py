@@ -71,13 +71,22 @@ def test_resume_equals_uninterrupted_run(tiny_run, tmp_path):
     from ..training.test_resume import StopAt
 
     config, params = tiny_run  # evaluates at step 3 and 6, checkpoints every 2
-    params = dataclasses.replace(params, algorithm="relationnet", metric_lr=1e-3, scorer_lr=1e-2, scorer_hidden=16, test_after_train=False)
+    params = dataclasses.replace(
+        params, algorithm="relationnet", metric_lr=1e-3, scorer_lr=1e-2, scorer_hidden=16, test_after_train=False
+    )
     full = MetaTrainer(dataclasses.replace(config, output_dir=str(tmp_path / "full")), params)
     reference = full.train()
-    MetaTrainer(dataclasses.replace(config, output_dir=str(tmp_path / "resumed")), params, callbacks=[StopAt(4, "should_stop")]).train()
+    MetaTrainer(
+        dataclasses.replace(config, output_dir=str(tmp_path / "resumed")), params, callbacks=[StopAt(4, "should_stop")]
+    ).train()
     resumed = MetaTrainer(dataclasses.replace(config, output_dir=str(tmp_path / "resumed")), params)
     result = resumed.train(resume=True)
     assert resumed.start_step == 4 and result.validation == reference.validation
-    assert all(torch.equal(a, b) for a, b in zip(resumed.algorithm.state_dict()["meta"], full.algorithm.state_dict()["meta"]))
-    saved_full, saved_resumed = load_file(str(tmp_path / "full" / SCORER_FILE)), load_file(str(tmp_path / "resumed" / SCORER_FILE))
+    assert all(
+        torch.equal(a, b) for a, b in zip(resumed.algorithm.state_dict()["meta"], full.algorithm.state_dict()["meta"])
+    )
+    saved_full, saved_resumed = (
+        load_file(str(tmp_path / "full" / SCORER_FILE)),
+        load_file(str(tmp_path / "resumed" / SCORER_FILE)),
+    )
     assert all(torch.equal(saved_full[k], saved_resumed[k]) for k in saved_full)

@@ -29,8 +29,17 @@ def collection(tiny_model_dir, tokenizer, tmp_path_factory):
 
 
 def make_params(**kwargs) -> Params:
-    base = {"meta_batch_size": 3, "k_support": 4, "k_query": 6, "inner_steps": 3, "inner_batch_size": 4,
-            "inner_lr": 1e-2, "inner_optimizer": "sgd", "outer_lr": 0.5, "seed": 0}
+    base = {
+        "meta_batch_size": 3,
+        "k_support": 4,
+        "k_query": 6,
+        "inner_steps": 3,
+        "inner_batch_size": 4,
+        "inner_lr": 1e-2,
+        "inner_optimizer": "sgd",
+        "outer_lr": 0.5,
+        "seed": 0,
+    }
     return Params.from_dict({**base, **kwargs})
 
 
@@ -70,7 +79,9 @@ def test_registry_finds_reptile():
 
 
 @pytest.mark.parametrize(("outer_optimizer", "lr_scale"), [("none", 1.0), ("none", 0.3), ("sgd", 1.0), ("sgd", 0.3)])
-def test_outer_update_equals_hand_computed_reptile_step(tiny_model_dir, tokenizer, collection, outer_optimizer, lr_scale):
+def test_outer_update_equals_hand_computed_reptile_step(
+    tiny_model_dir, tokenizer, collection, outer_optimizer, lr_scale
+):
     params = make_params(outer_optimizer=outer_optimizer)
     algo = make_reptile(tiny_model_dir, tokenizer, params)
     episodes = EpisodeSampler(collection.train, params, collection.label_names).meta_batch(0)
@@ -173,7 +184,9 @@ def test_train_mode_while_adapting_eval_mode_while_scoring(tiny_model_dir, token
     assert dropouts, "the tiny model must have dropout for this test to mean anything"
     modes: list[tuple[str, bool]] = []
     phase = {"name": ""}
-    hooks = [m.register_forward_pre_hook(lambda mod, args: modes.append((phase["name"], mod.training))) for m in dropouts]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: modes.append((phase["name"], mod.training))) for m in dropouts
+    ]
     try:
         phase["name"] = "adapt"
         algo.adapt(collection.train[0].subset(np.arange(8)), steps=2)
@@ -182,7 +195,9 @@ def test_train_mode_while_adapting_eval_mode_while_scoring(tiny_model_dir, token
         first = algo.predict(query, batch_size=7)
         second = algo.predict(query, batch_size=7)
         phase["name"] = "meta_step"
-        algo.meta_step(EpisodeSampler(collection.train, params, collection.label_names).meta_batch(0), 0, params.meta_batch_size)
+        algo.meta_step(
+            EpisodeSampler(collection.train, params, collection.label_names).meta_batch(0), 0, params.meta_batch_size
+        )
     finally:
         for h in hooks:
             h.remove()

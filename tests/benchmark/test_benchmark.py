@@ -19,7 +19,23 @@ def bench_files(tmp_path, tiny_run):
 def test_benchmark_compares_algorithms_and_writes_table_json_and_plot(tmp_path, bench_files):
     c, p = bench_files
     out = tmp_path / "bench"
-    res = CliRunner().invoke(app, ["benchmark", "custom", "-c", str(c), "-p", str(p), "--algorithms", "reptile,protonet", "--budget-steps", "2", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "benchmark",
+            "custom",
+            "-c",
+            str(c),
+            "-p",
+            str(p),
+            "--algorithms",
+            "reptile,protonet",
+            "--budget-steps",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads((out / "results.json").read_text())["results"]
     assert set(data) == {"reptile", "protonet"}
@@ -34,7 +50,23 @@ def test_benchmark_compares_algorithms_and_writes_table_json_and_plot(tmp_path, 
 
 def test_benchmark_rejects_unknown_algorithm_before_running(tmp_path, bench_files):
     c, p = bench_files
-    res = CliRunner().invoke(app, ["benchmark", "custom", "-c", str(c), "-p", str(p), "--algorithms", "reptil", "--budget-steps", "2", "--out", str(tmp_path / "b")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "benchmark",
+            "custom",
+            "-c",
+            str(c),
+            "-p",
+            str(p),
+            "--algorithms",
+            "reptil",
+            "--budget-steps",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
     assert res.exit_code != 0
     assert "Did you mean 'reptile'" in str(res.exception) or "Did you mean 'reptile'" in res.output
     assert not (tmp_path / "b" / "results.json").exists()
@@ -42,6 +74,9 @@ def test_benchmark_rejects_unknown_algorithm_before_running(tmp_path, bench_file
 
 def test_benchmark_needs_a_budget(tmp_path, bench_files):
     c, p = bench_files
-    res = CliRunner().invoke(app, ["benchmark", "custom", "-c", str(c), "-p", str(p), "--algorithms", "reptile", "--out", str(tmp_path / "b")])
+    res = CliRunner().invoke(
+        app,
+        ["benchmark", "custom", "-c", str(c), "-p", str(p), "--algorithms", "reptile", "--out", str(tmp_path / "b")],
+    )
     assert res.exit_code != 0
     assert "budget" in str(res.exception).lower()

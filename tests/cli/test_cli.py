@@ -51,13 +51,30 @@ def workdir(tmp_path_factory, tiny_model_dir) -> Path:
     root = tmp_path_factory.mktemp("project")
     synthetic.write_review_json(root / "dataset.json")
     config = {
-        "data": {"format": "review_json", "path": "dataset.json", "test_domains": ["domain6", "domain7"], "validation_domains": ["domain5"]},
+        "data": {
+            "format": "review_json",
+            "path": "dataset.json",
+            "test_domains": ["domain6", "domain7"],
+            "validation_domains": ["domain5"],
+        },
         "model": {"name_or_path": str(tiny_model_dir)},
         "output_dir": "outputs/wrong",
         "logging": {"progress_bar": False},
     }
-    params = {"meta_steps": 8, "meta_batch_size": 2, "k_support": 4, "k_query": 8, "inner_steps": 3, "inner_batch_size": 8,
-              "inner_lr": 5e-5, "eval_every": 3, "eval_tasks": 2, "eval_inner_steps": 3, "max_length": 32, "seed": 0}
+    params = {
+        "meta_steps": 8,
+        "meta_batch_size": 2,
+        "k_support": 4,
+        "k_query": 8,
+        "inner_steps": 3,
+        "inner_batch_size": 8,
+        "inner_lr": 5e-5,
+        "eval_every": 3,
+        "eval_tasks": 2,
+        "eval_inner_steps": 3,
+        "max_length": 32,
+        "seed": 0,
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
@@ -66,8 +83,21 @@ def workdir(tmp_path_factory, tiny_model_dir) -> Path:
 @pytest.fixture(scope="module")
 def trained(workdir) -> tuple[Path, subprocess.CompletedProcess]:
     proc = run_kshot(
-        ["train", "-c", "config.yaml", "-p", "params.yaml", "--set", "params.meta_steps=3", "--set", "params.inner_lr=1e-3",
-         "--set", "config.output_dir=outputs/model", "--json", "test.json"],
+        [
+            "train",
+            "-c",
+            "config.yaml",
+            "-p",
+            "params.yaml",
+            "--set",
+            "params.meta_steps=3",
+            "--set",
+            "params.inner_lr=1e-3",
+            "--set",
+            "config.output_dir=outputs/model",
+            "--json",
+            "test.json",
+        ],
         workdir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -110,7 +140,20 @@ def test_importing_kshot_configures_no_logging(tmp_path):
 def test_evaluate_writes_per_task_and_mean_metrics(trained, workdir, monkeypatch):
     model_dir, _ = trained
     monkeypatch.chdir(workdir)
-    result = CliRunner().invoke(app, ["evaluate", "--model", str(model_dir), "-c", "config.yaml", "--set", "params.eval_inner_steps=2", "--json", "eval/results.json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "-c",
+            "config.yaml",
+            "--set",
+            "params.eval_inner_steps=2",
+            "--json",
+            "eval/results.json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((workdir / "eval" / "results.json").read_text())
     assert list(data["tasks"]) == ["domain6", "domain7"]
@@ -136,7 +179,9 @@ def test_adapt_saves_a_pipeline_ready_model_with_the_users_labels(trained, tmp_p
     rows = spam_ham_rows()
     support = synthetic.write_table(tmp_path / f"support{suffix}", rows)
     out = tmp_path / "adapted"
-    result = CliRunner().invoke(app, ["adapt", "--model", str(model_dir), "--support", str(support), "--out", str(out), "--steps", "40"])
+    result = CliRunner().invoke(
+        app, ["adapt", "--model", str(model_dir), "--support", str(support), "--out", str(out), "--steps", "40"]
+    )
     assert result.exit_code == 0, result.output
     assert "labels ham, spam" in result.stdout
     meta = json.loads((out / "kshot.json").read_text())
@@ -154,12 +199,16 @@ def test_adapt_with_the_models_own_labels_keeps_its_head(trained, tmp_path):
     rows = synthetic.make_examples(9, 8, seed=1)
     support = synthetic.write_table(tmp_path / "support.csv", [{"text": r["text"], "label": r["label"]} for r in rows])
     out = tmp_path / "adapted"
-    result = CliRunner().invoke(app, ["adapt", "--model", str(model_dir), "--support", str(support), "--out", str(out), "--steps", "0"])
+    result = CliRunner().invoke(
+        app, ["adapt", "--model", str(model_dir), "--support", str(support), "--out", str(out), "--steps", "0"]
+    )
     assert result.exit_code == 0, result.output
     from safetensors.torch import load_file
 
     before, after = load_file(str(model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
-    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)  # 0 steps: the meta-learned model itself
+    assert all(
+        np.array_equal(before[k].numpy(), after[k].numpy()) for k in before
+    )  # 0 steps: the meta-learned model itself
     assert json.loads((out / "kshot.json").read_text())["label_names"] == ["negative", "positive"]
 
 
@@ -176,7 +225,18 @@ def test_predict_prints_and_writes_jsonl(trained, tmp_path):
         assert label in {"negative", "positive"} and 0.5 <= float(score) <= 1.0 and echoed == text
 
     synthetic.write_table(tmp_path / "input.jsonl", [{"text": t} for t in texts])
-    written = CliRunner().invoke(app, ["predict", "--model", str(model_dir), "--input", str(tmp_path / "input.jsonl"), "--output", str(tmp_path / "out" / "pred.jsonl")])
+    written = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(tmp_path / "input.jsonl"),
+            "--output",
+            str(tmp_path / "out" / "pred.jsonl"),
+        ],
+    )
     assert written.exit_code == 0, written.output
     rows = [json.loads(line) for line in (tmp_path / "out" / "pred.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == texts
@@ -201,10 +261,22 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path):
         ({"p.yaml": "meta_steps: [1\n"}, ["train", "-p", "p.yaml"], "p.yaml is not valid YAML: expected ',' or ']'"),
         ({"p.yaml": "meta_steps: 0\n"}, ["train", "-p", "p.yaml"], "'meta_steps' must be at least 1"),
         ({}, ["train", "-c", "absent.yaml"], "Cannot read absent.yaml"),
-        ({"c.yaml": "data:\n  format: review_json\n  path: missing.json\n"}, ["train", "-c", "c.yaml"], "Review JSON file missing.json does not exist"),
+        (
+            {"c.yaml": "data:\n  format: review_json\n  path: missing.json\n"},
+            ["train", "-c", "c.yaml"],
+            "Review JSON file missing.json does not exist",
+        ),
         ({}, ["evaluate", "--model", "nowhere"], "Model folder nowhere does not exist"),
-        ({"s.csv": "text,lab\nhello,spam\n"}, ["adapt", "--model", ".", "--support", "s.csv", "--out", "o"], "no column 'label'"),
-        ({"s.csv": "text,label\nhello,spam\n ,ham\n"}, ["adapt", "--model", ".", "--support", "s.csv", "--out", "o"], "row 2: the text ('text') is empty"),
+        (
+            {"s.csv": "text,lab\nhello,spam\n"},
+            ["adapt", "--model", ".", "--support", "s.csv", "--out", "o"],
+            "no column 'label'",
+        ),
+        (
+            {"s.csv": "text,label\nhello,spam\n ,ham\n"},
+            ["adapt", "--model", ".", "--support", "s.csv", "--out", "o"],
+            "row 2: the text ('text') is empty",
+        ),
         ({}, ["predict", "--model", ".", "--input", "absent.txt"], "absent.txt does not exist"),
     ],
 )

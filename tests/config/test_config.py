@@ -74,7 +74,20 @@ def test_unknown_algorithm_suggests_the_closest():
         Params.from_dict({"algorithm": "reptil"})
 
 
-@pytest.mark.parametrize(("key", "value"), [("meta_steps", 0), ("k_support", 0), ("inner_steps", -1), ("inner_lr", -1.0), ("max_length", 1024), ("n_way", 1), ("anil_prototype_scale", 0.0), ("dropout", 1.0), ("dropout", -0.1)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("meta_steps", 0),
+        ("k_support", 0),
+        ("inner_steps", -1),
+        ("inner_lr", -1.0),
+        ("max_length", 1024),
+        ("n_way", 1),
+        ("anil_prototype_scale", 0.0),
+        ("dropout", 1.0),
+        ("dropout", -0.1),
+    ],
+)
 def test_out_of_range_values_name_the_key(key, value):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         Params.from_dict({key: value})
@@ -90,13 +103,21 @@ def test_test_domain_also_listed_for_training_is_a_config_error():
 def test_round_trip_to_dict_from_dict_is_lossless():
     config = KshotConfig.from_dict(
         {
-            "data": {"format": "hf", "path": "x.csv", "text_column": "review", "label_names": ["b", "a"], "test_domains": ["t"]},
+            "data": {
+                "format": "hf",
+                "path": "x.csv",
+                "text_column": "review",
+                "label_names": ["b", "a"],
+                "test_domains": ["t"],
+            },
             "model": {"name_or_path": "some/model", "revision": "v1"},
             "output_dir": "out",
             "logging": {"level": "DEBUG", "progress_bar": False},
         }
     )
-    params = Params.from_dict({"inner_lr": 3e-4, "n_way": 2, "outer_optimizer": "adam", "max_grad_norm": None, "seed": 7})
+    params = Params.from_dict(
+        {"inner_lr": 3e-4, "n_way": 2, "outer_optimizer": "adam", "max_grad_norm": None, "seed": 7}
+    )
     assert KshotConfig.from_dict(config.to_dict()) == config
     assert Params.from_dict(params.to_dict()) == params
     assert config.to_dict()["data"]["label_names"] == ["b", "a"]

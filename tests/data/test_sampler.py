@@ -15,7 +15,9 @@ LABELS = ["negative", "positive"]
 
 
 def make_task(name: str, labels: list[int]) -> TaskExamples:
-    return TaskExamples(name=name, domain=name, texts=[f"{name} text {i}" for i in range(len(labels))], labels=np.array(labels))
+    return TaskExamples(
+        name=name, domain=name, texts=[f"{name} text {i}" for i in range(len(labels))], labels=np.array(labels)
+    )
 
 
 def three_class_tasks() -> list[TaskExamples]:
@@ -53,7 +55,11 @@ def test_n_way_picks_that_many_classes():
 
 
 def test_total_sampling_sizes():
-    sampler = EpisodeSampler(three_class_tasks(), params(k_support=5, k_query=7, support_sampling="total", query_sampling="total"), ["a", "b", "c"])
+    sampler = EpisodeSampler(
+        three_class_tasks(),
+        params(k_support=5, k_query=7, support_sampling="total", query_sampling="total"),
+        ["a", "b", "c"],
+    )
     supports = []
     for step in range(30):
         ep = sampler.episode(step, 0)
@@ -71,7 +77,9 @@ def test_same_seed_same_episodes_other_seed_other_episodes():
     c = EpisodeSampler(tasks, params(seed=4), ["a", "b", "c"])
 
     def trace(sampler):
-        return [(ep.task, ep.support.texts, ep.query.texts, ep.seed) for step in range(5) for ep in sampler.meta_batch(step)]
+        return [
+            (ep.task, ep.support.texts, ep.query.texts, ep.seed) for step in range(5) for ep in sampler.meta_batch(step)
+        ]
 
     assert trace(a) == trace(b)
     assert trace(a) != trace(c)
@@ -91,18 +99,32 @@ def test_episode_does_not_depend_on_which_indices_a_process_asks_for():
     # two processes splitting the meta-batch as the trainer does: rank::world
     rank0, rank1 = sampler.meta_batch(7, [0, 2]), sampler.meta_batch(7, [1, 3])
     for ep, ref in zip(rank0 + rank1, [whole[0], whole[2], whole[1], whole[3]]):
-        assert (ep.task, ep.support.texts, ep.query.texts, ep.seed) == (ref.task, ref.support.texts, ref.query.texts, ref.seed)
+        assert (ep.task, ep.support.texts, ep.query.texts, ep.seed) == (
+            ref.task,
+            ref.support.texts,
+            ref.query.texts,
+            ref.seed,
+        )
 
 
 def test_support_order_is_shuffled_but_query_is_sorted():
     sampler = EpisodeSampler([make_task("t", [0, 1] * 30)], params(k_support=5), LABELS)
     ep = sampler.episode(0, 0)
-    assert ep.support.labels.tolist() != sorted(ep.support.labels.tolist()) or positions(ep.support.texts) != sorted(positions(ep.support.texts))
+    assert ep.support.labels.tolist() != sorted(ep.support.labels.tolist()) or positions(ep.support.texts) != sorted(
+        positions(ep.support.texts)
+    )
     assert positions(ep.query.texts) == sorted(positions(ep.query.texts))
 
 
 def test_no_test_domain_in_training_episodes(review_json):
-    config = DataConfig.from_dict({"format": "review_json", "path": str(review_json), "test_domains": ["domain6", "domain7"], "validation_domains": ["domain5"]})
+    config = DataConfig.from_dict(
+        {
+            "format": "review_json",
+            "path": str(review_json),
+            "test_domains": ["domain6", "domain7"],
+            "validation_domains": ["domain5"],
+        }
+    )
     tasks = load_tasks(config)
     sampler = EpisodeSampler(tasks.train, params(k_support=4, k_query=8), tasks.label_names)
     test_texts = {t for task in tasks.test_pool for t in task.texts}
@@ -139,7 +161,11 @@ def test_fixed_tasks_query_size():
 def test_small_domain_names_the_task_and_counts():
     small = make_task("tiny_domain", [0] * 5 + [1] * 9)
     with pytest.raises(DataError) as err:
-        EpisodeSampler([three_class_tasks()[0], small], params(k_support=4, k_query=3, query_sampling="per_class"), ["negative", "positive", "x"])
+        EpisodeSampler(
+            [three_class_tasks()[0], small],
+            params(k_support=4, k_query=3, query_sampling="per_class"),
+            ["negative", "positive", "x"],
+        )
     message = str(err.value)
     assert "task 'tiny_domain'" in message
     assert "each class needs 7 examples" in message

@@ -145,7 +145,12 @@ def test_review_json_default_test_domains(tmp_path):
 
 def test_review_json_domain_lists(review_json):
     config = DataConfig.from_dict(
-        {"format": "review_json", "path": str(review_json), "validation_domains": ["domain5"], "test_domains": ["domain6", "domain7"]}
+        {
+            "format": "review_json",
+            "path": str(review_json),
+            "validation_domains": ["domain5"],
+            "test_domains": ["domain6", "domain7"],
+        }
     )
     tasks = load_tasks(config)
     assert [t.name for t in tasks.train] == [f"domain{i}" for i in range(5)]
@@ -176,8 +181,15 @@ def test_hf_local_files_with_custom_columns(tmp_path, suffix):
     rows = synthetic.make_rows(4, 25)
     path = synthetic.write_table(tmp_path / f"reviews{suffix}", rows, COLUMNS)
     config = DataConfig.from_dict(
-        {"format": "hf", "path": str(path), "text_column": "review", "label_column": "sentiment",
-         "domain_column": "category", "label_names": ["positive", "negative"], "test_domains": ["domain3"]}
+        {
+            "format": "hf",
+            "path": str(path),
+            "text_column": "review",
+            "label_column": "sentiment",
+            "domain_column": "category",
+            "label_names": ["positive", "negative"],
+            "test_domains": ["domain3"],
+        }
     )
     tasks = load_tasks(config)
     assert tasks.label_names == ["positive", "negative"]
@@ -199,7 +211,15 @@ def test_hf_labels_default_to_sorted_distinct_values(tmp_path):
 
 def test_hf_missing_column_names_it_and_lists_the_columns(tmp_path):
     path = synthetic.write_table(tmp_path / "data.csv", synthetic.make_rows(2, 10), COLUMNS)
-    config = DataConfig.from_dict({"format": "hf", "path": str(path), "text_column": "reviews", "label_column": "sentiment", "domain_column": "category"})
+    config = DataConfig.from_dict(
+        {
+            "format": "hf",
+            "path": str(path),
+            "text_column": "reviews",
+            "label_column": "sentiment",
+            "domain_column": "category",
+        }
+    )
     with pytest.raises(DataError) as err:
         load_tasks(config)
     message = str(err.value)
@@ -264,6 +284,8 @@ def test_hf_dataset_saved_to_disk(tmp_path):
 
     rows = synthetic.make_rows(3, 12)
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "ds"))
-    tasks = load_tasks(DataConfig.from_dict({"format": "hf", "path": str(tmp_path / "ds"), "test_domains": ["domain0"]}))
+    tasks = load_tasks(
+        DataConfig.from_dict({"format": "hf", "path": str(tmp_path / "ds"), "test_domains": ["domain0"]})
+    )
     assert [t.name for t in tasks.train] == ["domain1", "domain2"]
     assert tasks.test_pool[0].texts == [r["text"] for r in rows if r["domain"] == "domain0"]

@@ -44,7 +44,9 @@ def test_cache_key_depends_on_texts_and_max_length(tokenizer, tmp_path):
 
 
 def test_tokenize_collection_shares_ids_of_repeated_texts(review_json, tokenizer, tmp_path):
-    tasks = load_tasks(DataConfig.from_dict({"format": "review_json", "path": str(review_json), "test_domains": ["domain7"]}))
+    tasks = load_tasks(
+        DataConfig.from_dict({"format": "review_json", "path": str(review_json), "test_domains": ["domain7"]})
+    )
     tokenize_collection(tasks, tokenizer, 32, cache_dir=str(tmp_path))
     for task in tasks.all_examples():
         assert task.input_ids is not None and len(task.input_ids) == len(task)
@@ -56,7 +58,9 @@ def test_tokenize_collection_shares_ids_of_repeated_texts(review_json, tokenizer
 
 def test_tokenize_collection_test_only_leaves_training_tasks_alone(review_json, tokenizer):
     """Evaluating a saved model tokenizes its test tasks alone (ARSC: 9,000 of 64,000 texts)."""
-    tasks = load_tasks(DataConfig.from_dict({"format": "review_json", "path": str(review_json), "test_domains": ["domain7"]}))
+    tasks = load_tasks(
+        DataConfig.from_dict({"format": "review_json", "path": str(review_json), "test_domains": ["domain7"]})
+    )
     tokenize_collection(tasks, tokenizer, 32, test_only=True)
     assert tasks.test_examples() and all(part.input_ids is not None for part in tasks.test_examples())
     assert all(task.input_ids is None for task in tasks.train + tasks.validation)

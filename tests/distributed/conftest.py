@@ -13,9 +13,21 @@ from . import worker
 
 STEPS = 4
 PARAMS = {
-    "meta_steps": STEPS, "meta_batch_size": 4, "k_support": 4, "k_query": 8, "inner_steps": 2, "inner_batch_size": 8,
-    "inner_lr": 1e-3, "eval_every": 2, "eval_tasks": 3, "eval_inner_steps": 2, "checkpoint_every": 2, "max_length": 32,
-    "seed": 0, "outer_lr_schedule": "constant", "test_after_train": False,
+    "meta_steps": STEPS,
+    "meta_batch_size": 4,
+    "k_support": 4,
+    "k_query": 8,
+    "inner_steps": 2,
+    "inner_batch_size": 8,
+    "inner_lr": 1e-3,
+    "eval_every": 2,
+    "eval_tasks": 3,
+    "eval_inner_steps": 2,
+    "checkpoint_every": 2,
+    "max_length": 32,
+    "seed": 0,
+    "outer_lr_schedule": "constant",
+    "test_after_train": False,
 }
 # One algorithm of each family besides Reptile: MAML-family meta-gradients, metric-learning gradients.
 OTHER_ALGORITHMS = ["fomaml", "protonet"]
@@ -29,8 +41,17 @@ def spec(tmp_path_factory, tiny_model_dir):
         {"name": "reptile", "output_dir": str(root / "runs" / "reptile"), "params": {"test_after_train": True}},
         {"name": "resume_first_half", "output_dir": str(root / "runs" / "resume"), "params": {"meta_steps": 2}},
         {"name": "resume_second_half", "output_dir": str(root / "runs" / "resume"), "resume": True},
-        {"name": "disagree", "output_dir": str(root / "runs" / "disagree"), "params_by_rank": {"1": {"inner_lr": 2e-3}}},
-        {"name": "stopped", "output_dir": str(root / "runs" / "stopped"), "params": {"meta_steps": 50}, "stop_main_at": 2},
+        {
+            "name": "disagree",
+            "output_dir": str(root / "runs" / "disagree"),
+            "params_by_rank": {"1": {"inner_lr": 2e-3}},
+        },
+        {
+            "name": "stopped",
+            "output_dir": str(root / "runs" / "stopped"),
+            "params": {"meta_steps": 50},
+            "stop_main_at": 2,
+        },
         {"name": "indivisible", "output_dir": str(root / "runs" / "indivisible"), "params": {"meta_batch_size": 3}},
     ]
     runs += [
@@ -42,8 +63,13 @@ def spec(tmp_path_factory, tiny_model_dir):
         "root": str(root),
         "out": str(root / "results"),
         "config": {
-            "data": {"format": "review_json", "path": str(data), "validation_domains": ["domain5"],
-                     "test_domains": ["domain6", "domain7"], "cache_dir": str(root / "cache")},
+            "data": {
+                "format": "review_json",
+                "path": str(data),
+                "validation_domains": ["domain5"],
+                "test_domains": ["domain6", "domain7"],
+                "cache_dir": str(root / "cache"),
+            },
             "model": {"name_or_path": str(tiny_model_dir)},
             "logging": {"log_dir": str(root / "logs"), "progress_bar": False},
         },
@@ -60,7 +86,9 @@ def reference(spec, tmp_path_factory):
     out = {}
     for run in spec["runs"]:
         if run["name"] in ["reptile", *OTHER_ALGORITHMS]:
-            out[run["name"]] = worker.run(spec, {**run, "output_dir": str(ref / run["name"])}, ref / "results", accelerator)
+            out[run["name"]] = worker.run(
+                spec, {**run, "output_dir": str(ref / run["name"])}, ref / "results", accelerator
+            )
     return out
 
 

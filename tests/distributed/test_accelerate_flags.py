@@ -32,7 +32,9 @@ class Probe(TrainerCallback):
     def on_train_begin(self, trainer) -> None:
         model = trainer.algorithm.model
         model.classifier.register_forward_hook(lambda m, i, out: self.dtypes.add(out.dtype))
-        model.bert.encoder.layer[0].attention.register_forward_hook(lambda *a: setattr(self, "layer_calls", self.layer_calls + 1))
+        model.bert.encoder.layer[0].attention.register_forward_hook(
+            lambda *a: setattr(self, "layer_calls", self.layer_calls + 1)
+        )
 
 
 def checkpointing_on(model) -> bool:

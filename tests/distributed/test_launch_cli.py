@@ -15,14 +15,20 @@ from .launch import BIN, accelerate_launch
 
 
 def test_kshot_train_under_accelerate_launch_resumes_and_writes_once(spec, reference, tmp_path):
-    config = {**spec["config"], "output_dir": str(tmp_path / "out"), "logging": {"log_dir": str(tmp_path / "logs"), "progress_bar": False}}
+    config = {
+        **spec["config"],
+        "output_dir": str(tmp_path / "out"),
+        "logging": {"log_dir": str(tmp_path / "logs"), "progress_bar": False},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "test_after_train": True}))
     args = ["train", "-c", str(tmp_path / "config.yaml"), "-p", str(tmp_path / "params.yaml")]
     db = f"sqlite:///{tmp_path / 'attempts.db'}"
 
     # First half with `python -m kshot`, second half resumed with the `kshot` entry point.
-    first = accelerate_launch(["-m", "kshot", *args, "--set", "params.meta_steps=2", "--db", db, "--name", "two-procs"], home=tmp_path)
+    first = accelerate_launch(
+        ["-m", "kshot", *args, "--set", "params.meta_steps=2", "--db", db, "--name", "two-procs"], home=tmp_path
+    )
     assert first.returncode == 0, first.stdout[-6000:]
     second = accelerate_launch([str(BIN / "kshot"), *args, "--resume", "--no-track"], home=tmp_path)
     assert second.returncode == 0, second.stdout[-6000:]
@@ -42,8 +48,12 @@ def test_kshot_train_under_accelerate_launch_resumes_and_writes_once(spec, refer
 
 
 def test_killed_process_ends_the_launch_with_an_error(spec, tmp_path):
-    spec = {**spec, "out": str(tmp_path / "results"), "params": {**PARAMS, "meta_steps": 1000},
-            "runs": [{"name": "killed", "output_dir": str(tmp_path / "out"), "kill_main_at": 1}]}
+    spec = {
+        **spec,
+        "out": str(tmp_path / "results"),
+        "params": {**PARAMS, "meta_steps": 1000},
+        "runs": [{"name": "killed", "output_dir": str(tmp_path / "out"), "kill_main_at": 1}],
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     start = time.monotonic()
     run = accelerate_launch(["tests/distributed/worker.py", str(tmp_path / "spec.json")], home=tmp_path, timeout=90)

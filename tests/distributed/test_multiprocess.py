@@ -25,7 +25,9 @@ def launched(spec, tmp_path_factory):
     """Per run name, the record of each of the 2 processes (index = rank)."""
     spec_file = tmp_path_factory.mktemp("spec") / "spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    result = accelerate_launch(["tests/distributed/worker.py", str(spec_file)], home=tmp_path_factory.mktemp("hf_home"), timeout=240)
+    result = accelerate_launch(
+        ["tests/distributed/worker.py", str(spec_file)], home=tmp_path_factory.mktemp("hf_home"), timeout=240
+    )
     assert result.returncode == 0, result.stdout[-6000:]
     out = Path(spec["out"])
     return {run["name"]: [_record(out, run["name"], r) for r in range(2)] for run in spec["runs"]}
@@ -53,7 +55,9 @@ def test_reptile_on_two_processes_equals_one_process(launched, reference, tiny_m
     assert reference["reptile"]["num_processes"] == 1
     assert_same_meta(launched["reptile"][0], reference["reptile"])
     # The runs did learn something: equality is not that of two untouched initialisations.
-    moved = max(float((m - i).abs().max()) for m, i in zip(reference["reptile"]["state"]["meta"], initial_meta(tiny_model_dir)))
+    moved = max(
+        float((m - i).abs().max()) for m, i in zip(reference["reptile"]["state"]["meta"], initial_meta(tiny_model_dir))
+    )
     assert moved > 1e-3
 
 

@@ -21,7 +21,9 @@ def test_every_task_of_a_meta_batch_runs_on_exactly_one_process(world):
 
 
 def test_indivisible_meta_batch_names_the_value_and_the_fix():
-    with pytest.raises(ConfigError, match=r"meta_batch_size=6 is not divisible by the number of processes \(4\).*1/2/3/6 processes"):
+    with pytest.raises(
+        ConfigError, match=r"meta_batch_size=6 is not divisible by the number of processes \(4\).*1/2/3/6 processes"
+    ):
         local_task_indices(6, 0, 4)
 
 
@@ -30,9 +32,14 @@ def test_fingerprint_tells_apart_what_would_make_processes_diverge(tiny_run):
     tasks = build_tasks(config, params, load_tokenizer(config.model.name_or_path))
     state = {"meta": [torch.ones(3), torch.zeros(2)], "outer_optimizer": None}
     base = run_fingerprint(config, params, tasks, state, 0)
-    assert run_fingerprint(config, params, tasks, {"meta": [torch.ones(3), torch.zeros(2)], "outer_optimizer": None}, 0) == base
+    assert (
+        run_fingerprint(config, params, tasks, {"meta": [torch.ones(3), torch.zeros(2)], "outer_optimizer": None}, 0)
+        == base
+    )
 
-    changed_meta = run_fingerprint(config, params, tasks, {"meta": [torch.ones(3), torch.full((2,), 1e-7)], "outer_optimizer": None}, 0)
+    changed_meta = run_fingerprint(
+        config, params, tasks, {"meta": [torch.ones(3), torch.full((2,), 1e-7)], "outer_optimizer": None}, 0
+    )
     changed_params = run_fingerprint(config, dataclasses.replace(params, inner_lr=2e-3), tasks, state, 0)
     tasks.train[0].labels = 1 - tasks.train[0].labels  # the same texts, other labels
     changed_data = run_fingerprint(config, params, tasks, state, 0)

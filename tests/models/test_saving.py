@@ -18,7 +18,9 @@ META = {
     "label_names": ["spam", "ham"],
     "params": {"algorithm": "reptile", "inner_lr": 1e-3},
     "config": {"data": {"format": "hf", "path": "x.csv"}},
-    "results": {"test": {"tasks": {"t1": {"accuracy": 0.875, "macro_f1": 0.8}}, "mean": {"accuracy": 0.875, "macro_f1": 0.8}}},
+    "results": {
+        "test": {"tasks": {"t1": {"accuracy": 0.875, "macro_f1": 0.8}}, "mean": {"accuracy": 0.875, "macro_f1": 0.8}}
+    },
 }
 
 
@@ -32,7 +34,14 @@ def test_saved_folder_is_complete(model_and_tokenizer, tmp_path):
     model, tokenizer = model_and_tokenizer
     out = save_model(model, tokenizer, tmp_path / "model", META, {"extra.json": {"a": 1}})
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer_config.json", "kshot.json", "README.md", "extra.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "kshot.json",
+        "README.md",
+        "extra.json",
+    } <= names
     assert "tokenizer.json" in names or "vocab.txt" in names
     assert not [n for n in names if n.startswith(".saving-")]
 

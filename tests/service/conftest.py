@@ -7,8 +7,19 @@ from .live import LiveService, wait_for
 
 # Tiny runs: a step takes a fraction of a second on the synthetic BERT.
 TINY_PARAMS = {
-    "meta_steps": 6, "meta_batch_size": 2, "k_support": 4, "k_query": 8, "inner_steps": 2, "inner_batch_size": 8,
-    "inner_lr": 1e-3, "eval_every": 3, "eval_tasks": 2, "eval_inner_steps": 2, "checkpoint_every": 0, "max_length": 32, "seed": 0,
+    "meta_steps": 6,
+    "meta_batch_size": 2,
+    "k_support": 4,
+    "k_query": 8,
+    "inner_steps": 2,
+    "inner_batch_size": 8,
+    "inner_lr": 1e-3,
+    "eval_every": 3,
+    "eval_tasks": 2,
+    "eval_inner_steps": 2,
+    "checkpoint_every": 0,
+    "max_length": 32,
+    "seed": 0,
 }
 
 
@@ -22,8 +33,12 @@ def service_data(tmp_path_factory, tiny_model_dir):
 def train_body(service_data, name: str | None = None, **params) -> dict:
     body = {
         "config": {
-            "data": {"format": "review_json", "path": str(service_data["reviews"]), "test_domains": ["domain6", "domain7"],
-                     "validation_domains": ["domain5"]},
+            "data": {
+                "format": "review_json",
+                "path": str(service_data["reviews"]),
+                "test_domains": ["domain6", "domain7"],
+                "validation_domains": ["domain5"],
+            },
             "model": {"name_or_path": str(service_data["model"])},
         },
         "params": {**TINY_PARAMS, **params},

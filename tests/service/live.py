@@ -25,7 +25,9 @@ def require_program(name: str, package: str) -> str:
         pytest.skip(f"KSHOT_SKIP_SERVICES=1: tests needing {name} skipped")
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: run scripts/services.sh (apt-get install {package}), or set KSHOT_SKIP_SERVICES=1.")
+        pytest.fail(
+            f"{name} is not installed: run scripts/services.sh (apt-get install {package}), or set KSHOT_SKIP_SERVICES=1."
+        )
     return path
 
 
@@ -72,7 +74,9 @@ class LiveService:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "kshot", *args], env=self.env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kshot", *args], env=self.env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT
+        )
         self.processes[name] = proc
         return proc
 

@@ -9,7 +9,9 @@ from .conftest import train_body
 
 def test_create_find_update_an_attempt(live):
     with live.client() as client:
-        created = client.post("/attempts", json={"name": "rec-notebook", "kind": "train", "command": {"params": {"meta_steps": 3}}})
+        created = client.post(
+            "/attempts", json={"name": "rec-notebook", "kind": "train", "command": {"params": {"meta_steps": 3}}}
+        )
         assert created.status_code == 201, created.text
         attempt = created.json()
         assert attempt["status"] == "queued" and attempt["command"]["params"] == {"meta_steps": 3}
@@ -17,8 +19,15 @@ def test_create_find_update_an_attempt(live):
         assert client.get(f"/attempts/{attempt['id']}").json()["name"] == "rec-notebook"
         assert client.get("/attempts/rec-notebook").json()["id"] == attempt["id"]
 
-        updated = client.patch("/attempts/rec-notebook", json={"status": "completed", "n_steps": 3, "metrics": {"accuracy": 0.75},
-                                                               "artefacts": {"model": "/somewhere"}})
+        updated = client.patch(
+            "/attempts/rec-notebook",
+            json={
+                "status": "completed",
+                "n_steps": 3,
+                "metrics": {"accuracy": 0.75},
+                "artefacts": {"model": "/somewhere"},
+            },
+        )
         assert updated.status_code == 200, updated.text
         again = client.get(f"/attempts/{attempt['id']}").json()
         assert again["status"] == "completed" and again["n_steps"] == 3 and again["metrics"] == {"accuracy": 0.75}
@@ -30,7 +39,10 @@ def test_create_find_update_an_attempt(live):
 def test_list_filters_sorts_and_pages(live):
     with live.client() as client:
         for i in range(5):
-            assert client.post("/attempts", json={"name": f"page-{i}", "kind": "test" if i % 2 else "train"}).status_code == 201
+            assert (
+                client.post("/attempts", json={"name": f"page-{i}", "kind": "test" if i % 2 else "train"}).status_code
+                == 201
+            )
         page = client.get("/attempts", params={"q": "page-", "sort": "name", "limit": 2, "offset": 1}).json()
         assert page["total"] == 5 and [a["name"] for a in page["items"]] == ["page-1", "page-2"]
         tests = client.get("/attempts", params={"q": "PAGE-", "kind": "test", "sort": "-name"}).json()
@@ -41,8 +53,14 @@ def test_list_filters_sorts_and_pages(live):
 
 def test_unknown_attempts_are_404(live):
     with live.client() as client:
-        for path in ("/attempts/no-such-attempt", "/attempts/999999", "/attempts/99999999999999999999999",
-                     "/attempts/no-such-attempt/steps", "/attempts/999999/evaluations", "/attempts/999999/events"):
+        for path in (
+            "/attempts/no-such-attempt",
+            "/attempts/999999",
+            "/attempts/99999999999999999999999",
+            "/attempts/no-such-attempt/steps",
+            "/attempts/999999/evaluations",
+            "/attempts/999999/events",
+        ):
             response = client.get(path)
             assert response.status_code == 404, path
             assert "No attempt" in response.json()["detail"]
@@ -89,11 +107,20 @@ def test_invalid_updates_and_queries_are_422(live):
         assert client.patch("/attempts/to-patch", json={"n_steps": -1}).status_code == 422
         assert client.patch("/attempts/to-patch", json={"metrics": {"accuracy": "high"}}).status_code == 422
         # Python's JSON reader accepts NaN; the service does not store it.
-        nan = client.patch("/attempts/to-patch", content='{"metrics": {"accuracy": NaN}}', headers={"Content-Type": "application/json"})
+        nan = client.patch(
+            "/attempts/to-patch", content='{"metrics": {"accuracy": NaN}}', headers={"Content-Type": "application/json"}
+        )
         assert nan.status_code == 422 and nan.json()["detail"][0]["input"] == {"accuracy": None}
-        nan_lr = client.post("/train", content='{"params": {"inner_lr": NaN}}', headers={"Content-Type": "application/json"})
+        nan_lr = client.post(
+            "/train", content='{"params": {"inner_lr": NaN}}', headers={"Content-Type": "application/json"}
+        )
         assert nan_lr.status_code == 422 and "params.inner_lr" in nan_lr.json()["detail"][0]["msg"]
-        assert client.patch("/attempts/to-patch", content="{not json", headers={"Content-Type": "application/json"}).status_code == 422
+        assert (
+            client.patch(
+                "/attempts/to-patch", content="{not json", headers={"Content-Type": "application/json"}
+            ).status_code
+            == 422
+        )
         assert client.get("/attempts", params={"sort": "password"}).status_code == 422
         assert client.get("/attempts", params={"limit": 0}).status_code == 422
         assert client.get("/attempts", params={"status": "sleeping"}).status_code == 422

@@ -15,7 +15,12 @@ from .live import free_port
 
 def _mutating_operations(client) -> list[tuple[str, str]]:
     spec = client.get("/openapi.json").json()
-    ops = [(method.upper(), path.replace("{key}", "1")) for path, item in spec["paths"].items() for method in item if method != "get"]
+    ops = [
+        (method.upper(), path.replace("{key}", "1"))
+        for path, item in spec["paths"].items()
+        for method in item
+        if method != "get"
+    ]
     assert ("POST", "/train") in ops and ("PATCH", "/attempts/1") in ops
     return ops
 

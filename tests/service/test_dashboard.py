@@ -10,9 +10,19 @@ import pytest
 from .conftest import train_body, wait_finished
 from .live import require_program
 
-ARTIFACTS = Path(os.environ.get("KSHOT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts"))
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--window-size=1400,1500"]
+ARTIFACTS = Path(
+    os.environ.get("KSHOT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts")
+)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1500",
+]
 
 
 @pytest.fixture()
@@ -41,8 +51,10 @@ def _query(browser, selector: str, attribute: str | None = None):
 
 
 def _query_all(browser, selector: str, attribute: str | None = None) -> list:
-    script = ("return [...document.querySelectorAll(arguments[0])]"
-              ".map(e => arguments[1] ? e.getAttribute(arguments[1]) : e.textContent);")
+    script = (
+        "return [...document.querySelectorAll(arguments[0])]"
+        ".map(e => arguments[1] ? e.getAttribute(arguments[1]) : e.textContent);"
+    )
     return browser.execute_script(script, selector, attribute)
 
 
@@ -67,7 +79,9 @@ def test_dashboard_lists_attempts_and_draws_loss_curves(live, service_data, brow
     with live.client() as client:
         first = client.post("/train", json=train_body(service_data, "dash-first", meta_steps=5, eval_every=0)).json()
         wait_finished(client, first["id"])
-        live_run = client.post("/train", json=train_body(service_data, "dash-live", meta_steps=30, eval_every=10, seed=1)).json()
+        live_run = client.post(
+            "/train", json=train_body(service_data, "dash-live", meta_steps=30, eval_every=10, seed=1)
+        ).json()
 
         wait = WebDriverWait(browser, 60, poll_frequency=0.2)
         browser.get(live.url + "/")
@@ -92,8 +106,13 @@ def test_dashboard_lists_attempts_and_draws_loss_curves(live, service_data, brow
             _click(wait, f"tr.attempt[data-id='{attempt_id}'] input[type=checkbox]")
         _click(wait, "#compare-button")
         wait.until(lambda b: len(_query_all(b, "#compare-chart path.series")) == 2)
-        series = dict(zip(_query_all(browser, "#compare-chart path.series", "data-series"),
-                          _query_all(browser, "#compare-chart path.series", "data-points"), strict=True))
+        series = dict(
+            zip(
+                _query_all(browser, "#compare-chart path.series", "data-series"),
+                _query_all(browser, "#compare-chart path.series", "data-points"),
+                strict=True,
+            )
+        )
         assert series == {"dash-first": "5", "dash-live": "30"}
         tasks = _query_all(browser, "#compare-table tbody tr td:first-child")
         assert tasks == ["domain6", "domain7"]

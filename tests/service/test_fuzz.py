@@ -30,10 +30,14 @@ def _fuzz(operation, headers: dict) -> None:
     excluded = [positive_data_acceptance] if operation.label in RUNTIME_CHECKED else []
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def fuzz(case):
         response = case.call(headers=headers, timeout=30)
-        assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+        assert response.status_code < 500, (
+            f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+        )
         # Every answer matches what the schema documents (status code, body shape, content type).
         case.validate_response(response, headers=headers, excluded_checks=excluded)
 
@@ -52,5 +56,11 @@ def test_no_request_makes_the_api_fail(fuzz_service):
         except Exception as err:  # collect every operation's failure, not only the first
             failures.append(f"{operation.label}: {err}")
         tested.append(operation.label)
-    assert {"POST /train", "POST /test", "PATCH /attempts/{key}", "POST /attempts/{key}/resume", "GET /attempts"} <= set(tested)
+    assert {
+        "POST /train",
+        "POST /test",
+        "PATCH /attempts/{key}",
+        "POST /attempts/{key}/resume",
+        "GET /attempts",
+    } <= set(tested)
     assert not failures, "\n\n".join(failures)

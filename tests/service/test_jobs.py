@@ -29,11 +29,17 @@ def test_training_in_the_background_completes_with_its_losses_stored(live, servi
         assert [s["step"] for s in steps] == [1, 2, 3, 4, 5, 6]
         assert all(math.isfinite(s["metrics"]["loss"]) and s["metrics"]["loss"] > 0 for s in steps)
         evaluations = client.get(f"/attempts/{queued['id']}/evaluations").json()
-        assert {(e["split"], e["step"]) for e in evaluations} >= {("validation", 3), ("validation", 6), ("test", done["metrics"]["best_step"])}
+        assert {(e["split"], e["step"]) for e in evaluations} >= {
+            ("validation", 3),
+            ("validation", 6),
+            ("test", done["metrics"]["best_step"]),
+        }
         assert {e["task"] for e in evaluations if e["split"] == "test"} == {"domain6", "domain7"}
 
         # Its model can be tested by naming the attempt.
-        test = client.post("/test", json={"attempt": "bg-train", "name": "bg-test", "config": train_body(service_data)["config"]})
+        test = client.post(
+            "/test", json={"attempt": "bg-train", "name": "bg-test", "config": train_body(service_data)["config"]}
+        )
         assert test.status_code == 202, test.text
         tested = wait_finished(client, test.json()["id"])
         assert tested["status"] == "completed", tested["error"]
@@ -54,7 +60,9 @@ def test_a_job_that_fails_marks_its_attempt_failed_with_the_error(live, service_
 
 def test_cancel_stops_a_running_training(live, service_data):
     with live.client() as client:
-        attempt = client.post("/train", json=train_body(service_data, "to-cancel", meta_steps=2000, eval_every=0)).json()
+        attempt = client.post(
+            "/train", json=train_body(service_data, "to-cancel", meta_steps=2000, eval_every=0)
+        ).json()
         wait_for(lambda: client.get(f"/attempts/{attempt['id']}").json()["n_steps"] >= 2, 60, what="two steps")
         response = client.post("/attempts/to-cancel/cancel")
         assert response.status_code == 202 and response.json()["cancel_requested"] is True
@@ -70,7 +78,9 @@ def test_a_job_whose_process_dies_is_marked_failed_and_can_be_resumed(live, serv
     with live.client() as client:
         body = train_body(service_data, "crashes", meta_steps=400, eval_every=0, checkpoint_every=2)
         attempt = client.post("/train", json=body).json()
-        running = wait_for(lambda: (a := client.get(f"/attempts/{attempt['id']}").json())["n_steps"] >= 3 and a, 60, what="three steps")
+        running = wait_for(
+            lambda: (a := client.get(f"/attempts/{attempt['id']}").json())["n_steps"] >= 3 and a, 60, what="three steps"
+        )
         host, _, pid = running["worker"].rpartition(":")
         assert host == socket.gethostname()
         # A native crash or the OOM killer: the job's process vanishes without a word.
@@ -83,7 +93,11 @@ def test_a_job_whose_process_dies_is_marked_failed_and_can_be_resumed(live, serv
         resumed = client.post("/attempts/crashes/resume")
         assert resumed.status_code == 202, resumed.text
         assert resumed.json()["status"] == "queued" and resumed.json()["error"] is None
-        wait_for(lambda: client.get(f"/attempts/{attempt['id']}").json()["n_steps"] > killed_at + 1, 90, what="steps after the resume")
+        wait_for(
+            lambda: client.get(f"/attempts/{attempt['id']}").json()["n_steps"] > killed_at + 1,
+            90,
+            what="steps after the resume",
+        )
         assert client.post("/attempts/crashes/cancel").status_code == 202
         done = wait_finished(client, attempt["id"])
         assert done["status"] == "cancelled"

@@ -22,8 +22,21 @@ def redis_url(tmp_path):
     server = require_program("redis-server", "redis-server")
     port = free_port()
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         import redis
@@ -53,18 +66,31 @@ STEPS = 40
 def test_trainings_through_the_redis_queue_run_side_by_side(tmp_path, service_data, redis_url):
     """One worker with concurrency 2 runs two queued trainings at the same time."""
     (tmp_path / "svc").mkdir()
-    service = LiveService(tmp_path / "svc", [service_data["root"], service_data["model"]],
-                          extra_env={"KSHOT_QUEUE_BACKEND": "redis", "KSHOT_REDIS_URL": redis_url, "KSHOT_WORKER_CONCURRENCY": "2",
-                                     # A shared Redis may hold other queues: this run's own name.
-                                     "KSHOT_QUEUE_NAME": f"kshot-test-{uuid.uuid4().hex[:8]}"})
+    service = LiveService(
+        tmp_path / "svc",
+        [service_data["root"], service_data["model"]],
+        extra_env={
+            "KSHOT_QUEUE_BACKEND": "redis",
+            "KSHOT_REDIS_URL": redis_url,
+            "KSHOT_WORKER_CONCURRENCY": "2",
+            # A shared Redis may hold other queues: this run's own name.
+            "KSHOT_QUEUE_NAME": f"kshot-test-{uuid.uuid4().hex[:8]}",
+        },
+    )
     try:
         service.start()
         with service.client() as client:
-            ids = [client.post("/train", json=train_body(service_data, f"via-redis-{i}", meta_steps=STEPS, eval_every=0)).json()["id"]
-                   for i in range(2)]
+            ids = [
+                client.post(
+                    "/train", json=train_body(service_data, f"via-redis-{i}", meta_steps=STEPS, eval_every=0)
+                ).json()["id"]
+                for i in range(2)
+            ]
             done = [wait_finished(client, i) for i in ids]
             assert [d["status"] for d in done] == ["completed", "completed"], [d["error"] for d in done]
-            (s1, f1), (s2, f2) = [(datetime.fromisoformat(d["started_at"]), datetime.fromisoformat(d["finished_at"])) for d in done]
+            (s1, f1), (s2, f2) = [
+                (datetime.fromisoformat(d["started_at"]), datetime.fromisoformat(d["finished_at"])) for d in done
+            ]
             assert s1 < f2 and s2 < f1, "the two trainings ran one after the other"
             first, second = done
             assert first["worker"] != second["worker"]

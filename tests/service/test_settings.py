@@ -40,19 +40,31 @@ def test_invalid_settings_are_refused(monkeypatch):
 def settings(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "r.json").write_text("{}")
-    return ServiceSettings(allowed_roots=[tmp_path / "data"], output_root=tmp_path / "runs",
-                           datasets={"reviews": str(tmp_path / "data" / "r.json")}, models={"mine": "/models/mine"})
+    return ServiceSettings(
+        allowed_roots=[tmp_path / "data"],
+        output_root=tmp_path / "runs",
+        datasets={"reviews": str(tmp_path / "data" / "r.json")},
+        models={"mine": "/models/mine"},
+    )
 
 
-@pytest.mark.parametrize("value, expected", [
-    (None, None), ("default", "default"), ("mine", "/models/mine"),
-    ("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"), ("bert-base-uncased", "bert-base-uncased"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, None),
+        ("default", "default"),
+        ("mine", "/models/mine"),
+        ("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"),
+        ("bert-base-uncased", "bert-base-uncased"),
+    ],
+)
 def test_models_by_registry_name_or_hub_id(settings, value, expected):
     assert resolve_model(value, settings, ("model",)) == expected
 
 
-@pytest.mark.parametrize("value", ["/etc", "../../etc/passwd", "~/secrets", "os.system('id')", "a/b/c", "a/../../b", "x;rm -rf /"])
+@pytest.mark.parametrize(
+    "value", ["/etc", "../../etc/passwd", "~/secrets", "os.system('id')", "a/b/c", "a/../../b", "x;rm -rf /"]
+)
 def test_models_outside_the_roots_or_not_a_name_are_refused(settings, value):
     with pytest.raises(InvalidReference) as info:
         resolve_model(value, settings, ("body", "model"))

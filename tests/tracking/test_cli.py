@@ -39,20 +39,41 @@ def project(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("project")
     synthetic.write_review_json(root / "dataset.json")
     config = {
-        "data": {"format": "review_json", "path": str(root / "dataset.json"), "test_domains": ["domain6", "domain7"],
-                 "validation_domains": ["domain5"], "cache_dir": str(root / "cache")},
+        "data": {
+            "format": "review_json",
+            "path": str(root / "dataset.json"),
+            "test_domains": ["domain6", "domain7"],
+            "validation_domains": ["domain5"],
+            "cache_dir": str(root / "cache"),
+        },
         "model": {"name_or_path": str(tiny_model_dir)},
         "output_dir": str(root / "out"),
         "logging": {"log_dir": str(root / "logs"), "progress_bar": False},
     }
-    params = {"meta_steps": 6, "meta_batch_size": 2, "k_support": 4, "k_query": 8, "inner_steps": 2, "inner_batch_size": 8,
-              "inner_lr": 1e-3, "eval_every": 3, "eval_tasks": 2, "eval_inner_steps": 2, "max_length": 32, "seed": 0}
+    params = {
+        "meta_steps": 6,
+        "meta_batch_size": 2,
+        "k_support": 4,
+        "k_query": 8,
+        "inner_steps": 2,
+        "inner_batch_size": 8,
+        "inner_lr": 1e-3,
+        "eval_every": 3,
+        "eval_tasks": 2,
+        "eval_inner_steps": 2,
+        "max_length": 32,
+        "seed": 0,
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     db = f"sqlite:///{root / 'attempts.db'}"
-    train = invoke(["train", "-c", str(root / "config.yaml"), "-p", str(root / "params.yaml"), "--name", "run-a", "--db", db])
+    train = invoke(
+        ["train", "-c", str(root / "config.yaml"), "-p", str(root / "params.yaml"), "--name", "run-a", "--db", db]
+    )
     assert "Recording as attempt 'run-a'" in train.output
-    evaluate = invoke(["evaluate", "--model", str(root / "out"), "-c", str(root / "config.yaml"), "--name", "ev-b", "--db", db])
+    evaluate = invoke(
+        ["evaluate", "--model", str(root / "out"), "-c", str(root / "config.yaml"), "--name", "ev-b", "--db", db]
+    )
     assert "Recording as attempt 'ev-b'" in evaluate.output
     return root, db
 
@@ -87,7 +108,10 @@ def test_no_track_records_nothing_and_names_are_generated(project, tmp_path):
 
 def test_a_taken_name_is_refused_before_training(project):
     root, db = project
-    result = invoke(["train", "-c", str(root / "config.yaml"), "-p", str(root / "params.yaml"), "--name", "run-a", "--db", db], expect_ok=False)
+    result = invoke(
+        ["train", "-c", str(root / "config.yaml"), "-p", str(root / "params.yaml"), "--name", "run-a", "--db", db],
+        expect_ok=False,
+    )
     assert isinstance(result.exception, AttemptExists)
     assert AttemptStore(db).list_attempts()[1] == 2
 
@@ -146,7 +170,7 @@ def test_compare_prints_tasks_side_by_side(project):
         results = store.latest_evaluation(store.get_attempt(name).id, "test")
         for task in ("domain6", "domain7"):
             m = results["tasks"][task]
-            cell = rows[task].split()[1 + 3 * column: 4 + 3 * column]
+            cell = rows[task].split()[1 + 3 * column : 4 + 3 * column]
             assert cell == [f"{100 * m['accuracy']:.2f}", "/", f"{m['macro_f1']:.3f}"]
     last_loss = store.steps(store.get_attempt("run-a").id)[-1].metrics["loss"]
     (final_loss,) = [line for line in out.splitlines() if line.startswith("final loss ")]
@@ -156,7 +180,13 @@ def test_compare_prints_tasks_side_by_side(project):
 def test_unknown_attempt_is_a_clear_error(project):
     _, db = project
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "kshot", "attempts", "show", "nope", "--db", db], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kshot", "attempts", "show", "nope", "--db", db],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "No attempt 'nope'" in proc.stderr and "kshot attempts list" in proc.stderr
     result = invoke(["attempts", "compare", "run-a", "--db", db], expect_ok=False)
     assert "at least two attempts" in str(result.exception)

@@ -118,7 +118,9 @@ def test_bad_urls_give_clear_errors():
     with pytest.raises(ConfigError, match="Invalid database URL 'not a url'.*KSHOT_DATABASE_URL"):
         AttemptStore("not a url")
     # nothing listens on port 1: the message names the server (without the password) and what to check
-    with pytest.raises(ConfigError, match=r"Cannot open the attempt database postgresql\+psycopg://kshot:\*\*\*@127.0.0.1:1/x") as err:
+    with pytest.raises(
+        ConfigError, match=r"Cannot open the attempt database postgresql\+psycopg://kshot:\*\*\*@127.0.0.1:1/x"
+    ) as err:
         AttemptStore("postgresql+psycopg://kshot:secret@127.0.0.1:1/x")
     assert "secret" not in str(err.value)
 
@@ -129,10 +131,28 @@ def test_the_wheel_carries_the_migrations(tmp_path):
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("kshot-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    revisions = {f"kshot/tracking/migrations/versions/{p.name}" for p in (REPO / "src/kshot/tracking/migrations/versions").glob("*.py")}
+    revisions = {
+        f"kshot/tracking/migrations/versions/{p.name}"
+        for p in (REPO / "src/kshot/tracking/migrations/versions").glob("*.py")
+    }
     assert revisions and revisions <= names
     assert {"kshot/tracking/migrations/env.py", "kshot/tracking/migrations/script.py.mako"} <= names

@@ -77,7 +77,9 @@ def test_cancel_stops_training_after_the_current_step(tmp_path, tiny_run):
     store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
     attempt = store.create_attempt("to-cancel", "train", train_command(config, params))
     # As the API does from another process: request_cancel while the run is going.
-    result = train_attempt(store, attempt.id, config, params, callbacks=[AtStep(2, lambda _: store.request_cancel(attempt.id))])
+    result = train_attempt(
+        store, attempt.id, config, params, callbacks=[AtStep(2, lambda _: store.request_cancel(attempt.id))]
+    )
 
     cancelled = store.get_attempt(attempt.id)
     assert cancelled.status == "cancelled" and cancelled.finished_at is not None
@@ -125,7 +127,9 @@ def test_test_attempt_records_per_task_results(tmp_path, tiny_run, tiny_model_di
     done = store.get_attempt(attempt.id)
     assert done.status == "completed", done.error
     rows = store.evaluations(attempt.id, "test")
-    assert {r.task for r in rows} == {"domain6", "domain7"} and all(0 <= r.accuracy <= 1 and r.n_query > 0 for r in rows)
+    assert {r.task for r in rows} == {"domain6", "domain7"} and all(
+        0 <= r.accuracy <= 1 and r.n_query > 0 for r in rows
+    )
     assert done.metrics["accuracy"] == pytest.approx(sum(r.accuracy for r in rows) / len(rows))
 
     bad = store.create_attempt("eval-missing", "test", eval_command(tmp_path / "nope", config))

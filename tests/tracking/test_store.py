@@ -61,8 +61,12 @@ def test_update_sets_fields_and_status_timestamps(store):
     attempt = store.create_attempt("a", "train", COMMAND)
     running = store.update_attempt(attempt.id, status="running", total_steps=10)
     assert running.status == "running" and running.started_at is not None and running.finished_at is None
-    done = store.update_attempt(attempt.id, status="completed", metrics={"accuracy": 0.8, "macro_f1": float("nan")},
-                                artefacts={"best_model": "out"})
+    done = store.update_attempt(
+        attempt.id,
+        status="completed",
+        metrics={"accuracy": 0.8, "macro_f1": float("nan")},
+        artefacts={"best_model": "out"},
+    )
     assert done.finished_at >= done.started_at
     assert done.metrics == {"accuracy": 0.8, "macro_f1": None}  # NaN is not JSON
     assert store.get_attempt("a").artefacts == {"best_model": "out"}
@@ -80,8 +84,9 @@ def test_update_rejects_unknown_fields_and_attempts(store):
 
 
 def test_list_filters_sorts_and_pages(store):
-    for i, (kind, status) in enumerate([("train", "completed"), ("train", "failed"), ("test", "completed"),
-                                        ("train", "running"), ("test", "queued")]):
+    for i, (kind, status) in enumerate(
+        [("train", "completed"), ("train", "failed"), ("test", "completed"), ("train", "running"), ("test", "queued")]
+    ):
         a = store.create_attempt(f"Run-{i}", kind, COMMAND)
         store.update_attempt(a.id, status=status, n_steps=10 - i)
     page, total = store.list_attempts()
@@ -123,15 +128,27 @@ def test_steps_are_ordered_and_followed_with_after_step(store):
 
 def test_evaluations_one_row_per_task(store):
     attempt = store.create_attempt("a", "train", COMMAND)
-    results = {"tasks": {"books": {"accuracy": 0.8, "macro_f1": 0.7, "n_query": 40, "n_positive_pred": 20},
-                         "dvd": {"accuracy": 0.6, "macro_f1": 0.5, "n_query": 30}}, "mean": {"accuracy": 0.7, "macro_f1": 0.6}}
+    results = {
+        "tasks": {
+            "books": {"accuracy": 0.8, "macro_f1": 0.7, "n_query": 40, "n_positive_pred": 20},
+            "dvd": {"accuracy": 0.6, "macro_f1": 0.5, "n_query": 30},
+        },
+        "mean": {"accuracy": 0.7, "macro_f1": 0.6},
+    }
     store.add_evaluation(attempt.id, 5, "validation", results)
     store.add_evaluation(attempt.id, 10, "validation", results)
     store.add_evaluation(attempt.id, 10, "test", results)
-    store.add_evaluation(attempt.id, 10, "test", {"tasks": {"books": {"accuracy": 1.0, "macro_f1": 1.0, "n_query": 40}}})
+    store.add_evaluation(
+        attempt.id, 10, "test", {"tasks": {"books": {"accuracy": 1.0, "macro_f1": 1.0, "n_query": 40}}}
+    )
     rows = store.evaluations(attempt.id)
-    assert [(r.step, r.split, r.task) for r in rows] == [(5, "validation", "books"), (5, "validation", "dvd"), (10, "test", "books"),
-                                                          (10, "validation", "books"), (10, "validation", "dvd")]
+    assert [(r.step, r.split, r.task) for r in rows] == [
+        (5, "validation", "books"),
+        (5, "validation", "dvd"),
+        (10, "test", "books"),
+        (10, "validation", "books"),
+        (10, "validation", "dvd"),
+    ]
     assert rows[0].extra == {"n_positive_pred": 20} and rows[1].n_query == 30
     latest = store.latest_evaluation(attempt.id, "validation")
     assert latest["step"] == 10 and latest["mean"] == pytest.approx({"accuracy": 0.7, "macro_f1": 0.6})
@@ -164,7 +181,9 @@ def test_a_worker_never_starts_an_attempt_cancelled_while_queued(store):
 
 
 def test_fail_interrupted_marks_only_dead_runs(store):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     store.create_attempt("unknown-origin", "train", COMMAND, status="running")
     crashed = store.create_attempt("crashed", "train", COMMAND)
     alive = store.create_attempt("alive", "train", COMMAND)
@@ -192,7 +211,9 @@ def test_delete_removes_steps_and_evaluations(store):
     store.add_step(attempt.id, 1, {"loss": 1.0})
     store.add_evaluation(attempt.id, 1, "test", {"tasks": {"t": {"accuracy": 1.0, "macro_f1": 1.0, "n_query": 1}}})
     store.delete_attempt(attempt.id)
-    assert store.get_attempt(attempt.id) is None and store.steps(attempt.id) == [] and store.evaluations(attempt.id) == []
+    assert (
+        store.get_attempt(attempt.id) is None and store.steps(attempt.id) == [] and store.evaluations(attempt.id) == []
+    )
     store.create_attempt("a", "train", COMMAND)  # the name is free again
 
 

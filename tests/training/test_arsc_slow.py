@@ -38,16 +38,34 @@ def test_reptile_on_arsc_with_the_default_model(tmp_path, all_torch_threads):
     config = KshotConfig.from_dict(
         {
             # two training domains and one validation domain: the whole pipeline, a fraction of the tokenizing
-            "data": {"format": "arsc", "path": str(ARSC_DIR), "train_domains": ["apparel", "baby"], "validation_domains": ["beauty"],
-                     "cache_dir": str(tmp_path / "cache"), "eval_query_size": 20},
+            "data": {
+                "format": "arsc",
+                "path": str(ARSC_DIR),
+                "train_domains": ["apparel", "baby"],
+                "validation_domains": ["beauty"],
+                "cache_dir": str(tmp_path / "cache"),
+                "eval_query_size": 20,
+            },
             "model": {"name_or_path": None},
             "output_dir": str(tmp_path / "out"),
             "logging": {"progress_bar": False},
         }
     )
     params = Params.from_dict(
-        {"meta_steps": 2, "meta_batch_size": 2, "k_support": 2, "k_query": 4, "inner_steps": 2, "inner_batch_size": 4,
-         "eval_every": 0, "eval_tasks": 1, "eval_inner_steps": 2, "max_length": 64, "test_after_train": False, "seed": 0}
+        {
+            "meta_steps": 2,
+            "meta_batch_size": 2,
+            "k_support": 2,
+            "k_query": 4,
+            "inner_steps": 2,
+            "inner_batch_size": 4,
+            "eval_every": 0,
+            "eval_tasks": 1,
+            "eval_inner_steps": 2,
+            "max_length": 64,
+            "test_after_train": False,
+            "seed": 0,
+        }
     )
     trainer = MetaTrainer(config, params)
     result = trainer.train()
@@ -75,8 +93,12 @@ def test_adapt_the_default_model_on_an_arsc_support_set(tmp_path, all_torch_thre
     support = tmp_path / "support.jsonl"
     import json
 
-    support.write_text("".join(json.dumps({"text": t, "label": "good" if lab == "1" else "bad"}) + "\n" for t, lab in rows))
-    info = adapt_model(resolve_model_name(None), support, tmp_path / "adapted", steps=3, params_overrides={"max_length": 64})
+    support.write_text(
+        "".join(json.dumps({"text": t, "label": "good" if lab == "1" else "bad"}) + "\n" for t, lab in rows)
+    )
+    info = adapt_model(
+        resolve_model_name(None), support, tmp_path / "adapted", steps=3, params_overrides={"max_length": 64}
+    )
     assert info["labels"] == ["bad", "good"]
     clf = pipeline("text-classification", model=str(tmp_path / "adapted"), device="cpu")
     queries = [line.rsplit("\t", 1)[0] for line in (ARSC_DIR / "books.t2.test").read_text().splitlines()[:8]]
@@ -88,17 +110,36 @@ def test_anil_meta_training_beats_the_untrained_init_on_held_out_domains(tmp_pat
     # 5 + 5 supports drawn from their train files and the first 120 queries of their test files.
     config = KshotConfig.from_dict(
         {
-            "data": {"format": "arsc", "path": str(ARSC_DIR), "train_domains": ["apparel", "baby", "toys_games"],
-                     "test_domains": ["camera_photo", "sports_outdoors"], "cache_dir": str(tmp_path / "cache")},
+            "data": {
+                "format": "arsc",
+                "path": str(ARSC_DIR),
+                "train_domains": ["apparel", "baby", "toys_games"],
+                "test_domains": ["camera_photo", "sports_outdoors"],
+                "cache_dir": str(tmp_path / "cache"),
+            },
             "model": {"name_or_path": None},
             "output_dir": str(tmp_path / "out"),
             "logging": {"progress_bar": False},
         }
     )
     params = Params.from_dict(
-        {"algorithm": "anil", "meta_steps": 160, "meta_batch_size": 1, "k_support": 5, "k_query": 20, "inner_steps": 10,
-         "inner_lr": 1e-3, "inner_optimizer": "adam", "meta_lr": 1e-4, "eval_every": 0, "eval_inner_steps": 10,
-         "max_length": 64, "freeze_embeddings": True, "test_after_train": False, "seed": 0}
+        {
+            "algorithm": "anil",
+            "meta_steps": 160,
+            "meta_batch_size": 1,
+            "k_support": 5,
+            "k_query": 20,
+            "inner_steps": 10,
+            "inner_lr": 1e-3,
+            "inner_optimizer": "adam",
+            "meta_lr": 1e-4,
+            "eval_every": 0,
+            "eval_inner_steps": 10,
+            "max_length": 64,
+            "freeze_embeddings": True,
+            "test_after_train": False,
+            "seed": 0,
+        }
     )
     from kshot.models import load_model, load_tokenizer, resolve_model_name
     from kshot.training.setup import build_algorithm, build_tasks

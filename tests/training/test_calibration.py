@@ -53,7 +53,12 @@ def test_adapt_folds_the_prior_into_the_saved_head(tmp_path, tiny_run):
     meta = json.loads((tmp_path / "out" / "kshot.json").read_text())
     assert len(meta["label_prior"]) == 2 and sum(meta["label_prior"]) == pytest.approx(1.0)
     support = tmp_path / "support.jsonl"
-    support.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in [("good great", "positive"), ("bad awful", "negative")] * 3))
+    support.write_text(
+        "".join(
+            json.dumps({"text": t, "label": lab}) + "\n"
+            for t, lab in [("good great", "positive"), ("bad awful", "negative")] * 3
+        )
+    )
     adapt_model(model_dir, support, tmp_path / "cal")
     adapt_model(model_dir, support, tmp_path / "raw", params_overrides={"prior_calibration": False})
     from transformers import AutoModelForSequenceClassification

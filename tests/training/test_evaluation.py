@@ -29,7 +29,10 @@ def test_accuracy_and_macro_f1_by_hand():
 
 
 def test_summarize_is_the_unweighted_mean_over_tasks():
-    tasks = {"a": {"accuracy": 1.0, "macro_f1": 0.5, "n_query": 10}, "b": {"accuracy": 0.5, "macro_f1": 0.25, "n_query": 1000}}
+    tasks = {
+        "a": {"accuracy": 1.0, "macro_f1": 0.5, "n_query": 10},
+        "b": {"accuracy": 0.5, "macro_f1": 0.25, "n_query": 1000},
+    }
     assert summarize(tasks) == {"accuracy": 0.75, "macro_f1": 0.375}
     assert summarize({}) == {}
 
@@ -39,7 +42,9 @@ def make_task(name: str, domain: int, labels_names: list[str], tokenizer, n_supp
     ids = {n: i for i, n in enumerate(labels_names)}
 
     def examples(part):
-        ex = TaskExamples(name=name, domain=name, texts=[r["text"] for r in part], labels=np.array([ids[r["label"]] for r in part]))
+        ex = TaskExamples(
+            name=name, domain=name, texts=[r["text"] for r in part], labels=np.array([ids[r["label"]] for r in part])
+        )
         ex.input_ids = tokenize_texts(ex.texts, tokenizer, 32)
         return ex
 
@@ -90,7 +95,10 @@ def test_predictions_are_restricted_to_the_tasks_classes(tiny_model_dir):
 
 
 def test_format_table_prints_percent_accuracy_and_f1(setup):
-    results = {"tasks": {"books.t2": {"accuracy": 0.8125, "macro_f1": 0.75, "n_query": 16}}, "mean": {"accuracy": 0.8125, "macro_f1": 0.75}}
+    results = {
+        "tasks": {"books.t2": {"accuracy": 0.8125, "macro_f1": 0.75, "n_query": 16}},
+        "mean": {"accuracy": 0.8125, "macro_f1": 0.75},
+    }
     table = format_table(results, title="Test")
     assert table.splitlines()[0] == "Test"
     assert "books.t2" in table and "81.25" in table and "0.750" in table and "accuracy" in table and "macro-F1" in table

@@ -45,7 +45,9 @@ def saved_weights(folder) -> dict[str, torch.Tensor]:
 )
 def test_resume_equals_uninterrupted_run(tiny_run, tmp_path, outer_optimizer, stop_step, how):
     config, params = tiny_run
-    params = dataclasses.replace(params, outer_optimizer=outer_optimizer, outer_lr=0.5 if outer_optimizer == "none" else 1e-3)
+    params = dataclasses.replace(
+        params, outer_optimizer=outer_optimizer, outer_lr=0.5 if outer_optimizer == "none" else 1e-3
+    )
 
     full = MetaTrainer(with_output(config, tmp_path / "full"), params)
     reference = full.train()

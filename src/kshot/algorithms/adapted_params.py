@@ -29,8 +29,12 @@ class ParamDictAlgorithm(MetaAlgorithm):
         self.model.eval()
         with autocast(self.accelerator):
             logits = logits_in_batches(
-                self.model, self.adapted, length_sorted_batches(task, batch_size, self.pad_token_id), len(task),
-                self.model.config.num_labels, self.device,
+                self.model,
+                self.adapted,
+                length_sorted_batches(task, batch_size, self.pad_token_id),
+                len(task),
+                self.model.config.num_labels,
+                self.device,
             )
         self.model.train(was_training)
         return logits.numpy()

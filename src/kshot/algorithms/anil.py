@@ -83,9 +83,16 @@ class ANIL(GradientMetaLearner):
             return cross_entropy(logits, labels[idx])
 
         return inner_loop(
-            self.model, params, support_indices(len(support), steps, p.inner_batch_size, rng), self.inner_lr(),
-            self.update, self.head, second_order=self.second_order(steps), track_meta=track_meta,
-            max_grad_norm=p.max_grad_norm, loss_fn=head_loss,
+            self.model,
+            params,
+            support_indices(len(support), steps, p.inner_batch_size, rng),
+            self.inner_lr(),
+            self.update,
+            self.head,
+            second_order=self.second_order(steps),
+            track_meta=track_meta,
+            max_grad_norm=p.max_grad_norm,
+            loss_fn=head_loss,
         )
 
     def prototype_head(self, params: ParamDict, features: torch.Tensor, labels: torch.Tensor) -> ParamDict:
@@ -108,7 +115,9 @@ class ANIL(GradientMetaLearner):
         Never checkpointed: a recomputed forward pass would not reproduce the captured tensor's graph,
         and the support set is small."""
         captured: list[torch.Tensor] = []
-        hook = self.model.get_submodule(self.head_module_name).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        hook = self.model.get_submodule(self.head_module_name).register_forward_pre_hook(
+            lambda _m, args: captured.append(args[0])
+        )
         try:
             logits_of(self.model, params, batch)
         finally:

@@ -33,7 +33,9 @@ class MetaAlgorithm(ABC):
 
     # ------------------------------------------------------------------ meta-training
     @abstractmethod
-    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+    def meta_step(
+        self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
+    ) -> dict[str, float]:
         """One outer update from this process's ``episodes`` (``total_tasks`` across all processes).
 
         Returns scalar metrics to log (at least ``loss``), already averaged across processes.
@@ -110,7 +112,9 @@ def support_batches(task: TaskExamples, steps: int, batch_size: int, pad_token_i
 
 
 @torch.no_grad()
-def predict_logits(model, task: TaskExamples, batch_size: int, pad_token_id: int, device, accelerator=None) -> np.ndarray:
+def predict_logits(
+    model, task: TaskExamples, batch_size: int, pad_token_id: int, device, accelerator=None
+) -> np.ndarray:
     was_training = model.training
     model.eval()
     out = np.zeros((len(task), model.config.num_labels), dtype=np.float32)

@@ -19,5 +19,7 @@ from .reptile import Reptile
 class Finetune(Reptile):
     name = "finetune"
 
-    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+    def meta_step(
+        self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
+    ) -> dict[str, float]:
         return {}

@@ -71,7 +71,9 @@ def params_of(model: torch.nn.Module, names: Sequence[str] | None = None) -> Par
 
 
 # ---------------------------------------------------------------------------------------- forward
-def logits_of(model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False) -> torch.Tensor:
+def logits_of(
+    model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False
+) -> torch.Tensor:
     """The model's logits with ``params`` in place of its own weights (buffers and the rest stay).
 
     ``double_backward``: the graph will be differentiated twice (a second-order inner step); the
@@ -94,7 +96,9 @@ def logits_of(model: torch.nn.Module, params: ParamDict, batch: Batch, double_ba
     return forward(*tensors)
 
 
-def loss_of(model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False) -> torch.Tensor:
+def loss_of(
+    model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False
+) -> torch.Tensor:
     """Mean cross-entropy of the model on ``batch`` (which holds ``labels``) with ``params``."""
     return cross_entropy(logits_of(model, params, batch, double_backward, checkpointed), batch["labels"])
 
@@ -137,7 +141,11 @@ class AdamUpdate:
         self.betas, self.eps = betas, eps
 
     def init_state(self, params: ParamDict) -> dict[str, Any]:
-        return {"t": 0, "m": {n: torch.zeros_like(p) for n, p in params.items()}, "v": {n: torch.zeros_like(p) for n, p in params.items()}}
+        return {
+            "t": 0,
+            "m": {n: torch.zeros_like(p) for n, p in params.items()},
+            "v": {n: torch.zeros_like(p) for n, p in params.items()},
+        }
 
     def __call__(self, params, grads, lr, state):
         b1, b2 = self.betas
@@ -189,8 +197,10 @@ def inner_loop(
     passes a loss of the head alone on features computed once).
     """
     if loss_fn is None:
+
         def loss_fn(current: ParamDict, batch: Batch, keep: bool) -> torch.Tensor:
             return loss_of(model, current, batch, double_backward=keep, checkpointed=checkpointed)
+
     names = list(adapt) if adapt is not None else list(params)
     current = dict(params)
     if not track_meta:
@@ -238,7 +248,9 @@ def query_gradients(
 
 
 @torch.no_grad()
-def logits_in_batches(model: torch.nn.Module, params: ParamDict, batches: Iterable[tuple[Any, Batch]], n: int, num_labels: int, device) -> torch.Tensor:
+def logits_in_batches(
+    model: torch.nn.Module, params: ParamDict, batches: Iterable[tuple[Any, Batch]], n: int, num_labels: int, device
+) -> torch.Tensor:
     """Logits with ``params`` for every example, gathered back into the original order."""
     out = torch.zeros(n, num_labels)
     for idx, batch in batches:

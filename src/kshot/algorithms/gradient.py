@@ -25,7 +25,15 @@ from ..data import Episode, TaskExamples, collate
 from ..errors import ConfigError
 from .adapted_params import ParamDictAlgorithm
 from .base import autocast, support_batches, to_device
-from .functional import LearningRate, ParamDict, inner_loop, make_inner_update, params_of, query_gradients, trainable_names
+from .functional import (
+    LearningRate,
+    ParamDict,
+    inner_loop,
+    make_inner_update,
+    params_of,
+    query_gradients,
+    trainable_names,
+)
 from .reptile import sum_across_processes
 
 logger = logging.getLogger(__name__)
@@ -93,15 +101,28 @@ class GradientMetaLearner(ParamDictAlgorithm):
         p = self.params
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        batches = (to_device(b, self.device) for b in support_batches(support, steps, p.inner_batch_size, self.pad_token_id, rng))
+        batches = (
+            to_device(b, self.device)
+            for b in support_batches(support, steps, p.inner_batch_size, self.pad_token_id, rng)
+        )
         self.model.train()
         return inner_loop(
-            self.model, self.meta, batches, self.inner_lr(), self.update, self.adapt_names(),
-            second_order=self.second_order(steps), track_meta=track_meta, max_grad_norm=p.max_grad_norm,
-            checkpointed=self.checkpointed, autocast=lambda: autocast(self.accelerator),
+            self.model,
+            self.meta,
+            batches,
+            self.inner_lr(),
+            self.update,
+            self.adapt_names(),
+            second_order=self.second_order(steps),
+            track_meta=track_meta,
+            max_grad_norm=p.max_grad_norm,
+            checkpointed=self.checkpointed,
+            autocast=lambda: autocast(self.accelerator),
         )
 
-    def meta_gradients(self, episodes: Sequence[Episode], total_tasks: int) -> tuple[list[torch.Tensor], dict[str, float]]:
+    def meta_gradients(
+        self, episodes: Sequence[Episode], total_tasks: int
+    ) -> tuple[list[torch.Tensor], dict[str, float]]:
         """Mean over all processes' tasks of ∂ L_query(θ′) / ∂ meta_tensors(), and the mean losses.
 
         Gradients and loss sums travel in one collective; every process ends with the same values
@@ -114,10 +135,14 @@ class GradientMetaLearner(ParamDictAlgorithm):
         stats = torch.zeros(4, dtype=wrt[0].dtype, device=self.device)
         for ep in episodes:
             if len(ep.query) == 0:
-                raise ConfigError(f"{self.name} learns from the query loss after adaptation, but the episodes have no query examples; set params.k_query to 1 or more.")
+                raise ConfigError(
+                    f"{self.name} learns from the query loss after adaptation, but the episodes have no query examples; set params.k_query to 1 or more."
+                )
             adapted, losses = self.inner(ep.support, self.params.inner_steps, ep.seed, track_meta=True)
             query = to_device(collate(ep.query.input_ids, self.pad_token_id, ep.query.labels), self.device)
-            grads, loss = query_gradients(self.model, adapted, query, wrt, self.checkpointed, lambda: autocast(self.accelerator))
+            grads, loss = query_gradients(
+                self.model, adapted, query, wrt, self.checkpointed, lambda: autocast(self.accelerator)
+            )
             torch._foreach_add_(total, grads)
             stats += torch.tensor([loss, 1.0, sum(losses), len(losses)], dtype=stats.dtype, device=self.device)
         *total, stats = sum_across_processes(self.accelerator, total + [stats])
@@ -128,7 +153,9 @@ class GradientMetaLearner(ParamDictAlgorithm):
             metrics["support_loss"] = s_sum / s_n
         return total, metrics
 
-    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+    def meta_step(
+        self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
+    ) -> dict[str, float]:
         """One Adam step on the mean meta-gradient; ``loss`` is the query loss after adaptation."""
         grads, metrics = self.meta_gradients(episodes, total_tasks)
         for tensor, grad in zip(self.meta_tensors(), grads):

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from .metric import MetricAlgorithm
 
 
-def attention_log_probs(queries: torch.Tensor, support: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, scale: float) -> torch.Tensor:
+def attention_log_probs(
+    queries: torch.Tensor, support: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, scale: float
+) -> torch.Tensor:
     """log P(class | query) [queries, classes] under cosine attention over ``support``."""
     sims = scale * F.normalize(queries, dim=-1) @ F.normalize(support, dim=-1).T
     member = labels.unsqueeze(0) == classes.unsqueeze(1)  # [classes, support]
@@ -29,4 +31,6 @@ class MatchingNet(MetricAlgorithm):
         return {"classes": torch.unique(labels, sorted=True), "embeddings": embeddings, "labels": labels}
 
     def scores(self, support, queries):
-        return attention_log_probs(queries, support["embeddings"], support["labels"], support["classes"], self.params.cosine_scale)
+        return attention_log_probs(
+            queries, support["embeddings"], support["labels"], support["classes"], self.params.cosine_scale
+        )

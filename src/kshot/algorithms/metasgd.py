@@ -30,7 +30,9 @@ class MetaSGD(GradientMetaLearner):
     def __init__(self, model, params, accelerator, pad_token_id):
         self.init_lr = params.metasgd_init_lr if params.metasgd_init_lr is not None else params.inner_lr
         named = dict(model.named_parameters())
-        self.lrs: ParamDict = {n: torch.full_like(named[n], self.init_lr, requires_grad=True) for n in trainable_names(model)}
+        self.lrs: ParamDict = {
+            n: torch.full_like(named[n], self.init_lr, requires_grad=True) for n in trainable_names(model)
+        }
         super().__init__(model, params, accelerator, pad_token_id)
 
     def inner_lr(self) -> ParamDict:

@@ -99,7 +99,9 @@ class MetricAlgorithm(MetaAlgorithm):
     def scores(self, support: dict[str, torch.Tensor], queries: torch.Tensor) -> torch.Tensor:
         """Logits [queries, len(support['classes'])]."""
 
-    def episode_loss(self, s_emb: torch.Tensor, s_lab: torch.Tensor, q_emb: torch.Tensor, q_lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def episode_loss(
+        self, s_emb: torch.Tensor, s_lab: torch.Tensor, q_emb: torch.Tensor, q_lab: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, accuracy) of the query set given the support set: cross-entropy over ``scores``."""
         support = self.support_state(s_emb, s_lab)
         logits = self.scores(support, q_emb)
@@ -109,7 +111,13 @@ class MetricAlgorithm(MetaAlgorithm):
     # ------------------------------------------------------------------ meta-training
     def _episode_loss(self, support: TaskExamples, query: TaskExamples) -> tuple[torch.Tensor, torch.Tensor]:
         # Support and query in one forward pass: episodes are small, one pass is cheaper than two.
-        emb = encode_ids(self.model, list(support.input_ids) + list(query.input_ids), self.pad_token_id, self.device, self.accelerator)
+        emb = encode_ids(
+            self.model,
+            list(support.input_ids) + list(query.input_ids),
+            self.pad_token_id,
+            self.device,
+            self.accelerator,
+        )
         s_lab = torch.as_tensor(support.labels, device=self.device)
         q_lab = torch.as_tensor(query.labels, device=self.device)
         return self.episode_loss(emb[: len(support)], s_lab, emb[len(support) :], q_lab)
@@ -118,7 +126,9 @@ class MetricAlgorithm(MetaAlgorithm):
         s_idx, q_idx = split_support(support.labels, rng)
         return support.subset(s_idx), support.subset(q_idx)
 
-    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+    def meta_step(
+        self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
+    ) -> dict[str, float]:
         self.reset()
         self.model.train()
         if self.scorer is not None:
@@ -167,11 +177,15 @@ class MetricAlgorithm(MetaAlgorithm):
         if not len(support):
             raise ModelError("The support set is empty: give at least one labelled example per class.")
         if int(support.labels.max()) >= self.model.config.num_labels:
-            raise ModelError(f"Support label id {int(support.labels.max())} is outside the model's {self.model.config.num_labels} labels.")
+            raise ModelError(
+                f"Support label id {int(support.labels.max())} is outside the model's {self.model.config.num_labels} labels."
+            )
         stats: dict[str, float] = {"steps": 0}
         if self.params.metric_finetune and steps > 0:
             stats.update(self._finetune(support, steps, seed))
-        emb = embed_task(self.model, support, self.params.eval_batch_size, self.pad_token_id, self.device, self.accelerator)
+        emb = embed_task(
+            self.model, support, self.params.eval_batch_size, self.pad_token_id, self.device, self.accelerator
+        )
         with torch.no_grad():
             state = self.support_state(emb, torch.as_tensor(support.labels, device=self.device))
         self.support = {k: v.detach() for k, v in state.items()}
@@ -202,7 +216,9 @@ class MetricAlgorithm(MetaAlgorithm):
     @torch.no_grad()
     def predict(self, task: TaskExamples, batch_size: int) -> np.ndarray:
         if self.support is None:
-            raise ModelError(f"{self.name}: call adapt(support) before predict; predictions are relative to a support set.")
+            raise ModelError(
+                f"{self.name}: call adapt(support) before predict; predictions are relative to a support set."
+            )
         if self.scorer is not None:
             self.scorer.eval()
         emb = embed_task(self.model, task, batch_size, self.pad_token_id, self.device, self.accelerator)
@@ -262,10 +278,14 @@ class MetricAlgorithm(MetaAlgorithm):
         with safe_open(str(path), framework="pt") as fh:
             saved_by = (fh.metadata() or {}).get("algorithm")
         if saved_by != self.name:
-            raise ModelError(f"{path} holds a {saved_by} support state, not a {self.name} one; adapt the model again with `kshot adapt`.")
+            raise ModelError(
+                f"{path} holds a {saved_by} support state, not a {self.name} one; adapt the model again with `kshot adapt`."
+            )
         support = load_file(str(path), device=str(self.device))
         if int(support["classes"].max()) >= self.model.config.num_labels:
-            raise ModelError(f"{path} refers to label ids beyond the model's {self.model.config.num_labels} labels; adapt the model again.")
+            raise ModelError(
+                f"{path} refers to label ids beyond the model's {self.model.config.num_labels} labels; adapt the model again."
+            )
         return support
 
     def extra_files(self) -> dict[str, Any]:

@@ -24,7 +24,9 @@ def reptile_delta(meta: Sequence[torch.Tensor], adapted: Sequence[torch.Tensor])
 
 
 @torch.no_grad()
-def apply_outer_update(meta: list[torch.Tensor], mean_delta: list[torch.Tensor], lr: float, optimizer: torch.optim.Optimizer | None) -> None:
+def apply_outer_update(
+    meta: list[torch.Tensor], mean_delta: list[torch.Tensor], lr: float, optimizer: torch.optim.Optimizer | None
+) -> None:
     """θ ← θ + lr·mean(θ′ − θ), or hand the pseudo-gradient θ − θ′ to ``optimizer``."""
     if optimizer is None:
         torch._foreach_add_(meta, mean_delta, alpha=lr)
@@ -90,15 +92,26 @@ class Reptile(MetaAlgorithm):
         p = self.params
         torch.manual_seed(seed)  # dropout masks: a function of the episode, not of the process
         return train_steps(
-            self.model, support, steps, p.inner_batch_size, p.inner_lr, p.inner_optimizer, self.pad_token_id,
-            self.device, np.random.default_rng(seed), p.max_grad_norm, self.accelerator,
+            self.model,
+            support,
+            steps,
+            p.inner_batch_size,
+            p.inner_lr,
+            p.inner_optimizer,
+            self.pad_token_id,
+            self.device,
+            np.random.default_rng(seed),
+            p.max_grad_norm,
+            self.accelerator,
         )
 
     def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:
         self.reset()
         return {"loss": self._inner(support, steps, seed)}
 
-    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+    def meta_step(
+        self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
+    ) -> dict[str, float]:
         p = self.params
         delta = [torch.zeros_like(m) for m in self.state.meta]
         losses, qlosses = [], []
@@ -106,7 +119,11 @@ class Reptile(MetaAlgorithm):
             self.reset()
             losses.append(self._inner(ep.support, p.inner_steps, ep.seed))
             if len(ep.query):
-                qlosses.append(query_loss(self.model, ep.query, p.eval_batch_size, self.pad_token_id, self.device, self.accelerator))
+                qlosses.append(
+                    query_loss(
+                        self.model, ep.query, p.eval_batch_size, self.pad_token_id, self.device, self.accelerator
+                    )
+                )
             torch._foreach_add_(delta, reptile_delta(self.state.meta, self.state.live))
         delta = sum_across_processes(self.accelerator, delta)
         torch._foreach_div_(delta, float(total_tasks))

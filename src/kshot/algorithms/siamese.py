@@ -33,7 +33,9 @@ class PairScorer(nn.Module):
         return self.net(torch.cat([(a - b).abs(), a * b], dim=-1)).squeeze(-1)
 
 
-def neighbour_scores(pair_logits: torch.Tensor, support_labels: torch.Tensor, classes: torch.Tensor, k: int) -> torch.Tensor:
+def neighbour_scores(
+    pair_logits: torch.Tensor, support_labels: torch.Tensor, classes: torch.Tensor, k: int
+) -> torch.Tensor:
     """[queries, classes]: mean of each class's top-k pair logits (all of them if it has fewer)."""
     out = []
     for c in classes:
@@ -60,7 +62,9 @@ class Siamese(MetricAlgorithm):
         targets = pair_targets(q_lab, s_lab)
         positives = targets.sum()
         # Each kind of pair carries half the loss, whatever the ratio of positives to negatives.
-        weights = torch.where(targets > 0, 0.5 / positives.clamp_min(1), 0.5 / (targets.numel() - positives).clamp_min(1))
+        weights = torch.where(
+            targets > 0, 0.5 / positives.clamp_min(1), 0.5 / (targets.numel() - positives).clamp_min(1)
+        )
         loss = F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction="sum")
         classes = torch.unique(s_lab, sorted=True)
         pred = classes[neighbour_scores(logits.detach(), s_lab, classes, self.params.siamese_neighbors).argmax(dim=1)]

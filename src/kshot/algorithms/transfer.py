@@ -27,10 +27,16 @@ class Transfer(Reptile):
         super().__init__(model, params, accelerator, pad_token_id)
         self.outer_optimizer = torch.optim.Adam(self.state.meta, lr=params.meta_lr)
 
-    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+    def meta_step(
+        self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
+    ) -> dict[str, float]:
         p = self.params
         ids = [x for ep in episodes for part in (ep.support, ep.query) for x in part.input_ids]
-        labels = np.concatenate([part.labels for ep in episodes for part in (ep.support, ep.query)]) if episodes else np.zeros(0, np.int64)
+        labels = (
+            np.concatenate([part.labels for ep in episodes for part in (ep.support, ep.query)])
+            if episodes
+            else np.zeros(0, np.int64)
+        )
         self.reset()
         self.model.train()
         self.model.zero_grad(set_to_none=True)
@@ -38,7 +44,14 @@ class Transfer(Reptile):
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         # Minibatches of inner_batch_size accumulate one gradient (memory stays that of one batch).
         for start in range(0, len(ids), p.inner_batch_size):
-            batch = to_device(collate(ids[start : start + p.inner_batch_size], self.pad_token_id, labels[start : start + p.inner_batch_size]), self.device)
+            batch = to_device(
+                collate(
+                    ids[start : start + p.inner_batch_size],
+                    self.pad_token_id,
+                    labels[start : start + p.inner_batch_size],
+                ),
+                self.device,
+            )
             with autocast(self.accelerator):
                 logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")

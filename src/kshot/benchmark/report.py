@@ -15,15 +15,27 @@ def format_markdown(results: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in sorted(ok.items(), key=lambda kv: -kv[1]["test"]["mean"]["accuracy"]):
         mean = r["test"]["mean"]
-        cells = [name, f"{100 * mean['accuracy']:.2f}", f"{mean['macro_f1']:.3f}", str(r["steps"]), f"{r['train_seconds']:.0f}", f"{r['eval_seconds']:.0f}", f"{r['peak_rss_mib']:.0f}"]
-        cells += [f"{100 * r['test']['tasks'][t]['accuracy']:.1f} / {r['test']['tasks'][t]['macro_f1']:.2f}" for t in tasks]
+        cells = [
+            name,
+            f"{100 * mean['accuracy']:.2f}",
+            f"{mean['macro_f1']:.3f}",
+            str(r["steps"]),
+            f"{r['train_seconds']:.0f}",
+            f"{r['eval_seconds']:.0f}",
+            f"{r['peak_rss_mib']:.0f}",
+        ]
+        cells += [
+            f"{100 * r['test']['tasks'][t]['accuracy']:.1f} / {r['test']['tasks'][t]['macro_f1']:.2f}" for t in tasks
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     for name, r in results.items():
         if "error" in r:
             lines.append(f"| {name} | failed: {r['error'].splitlines()[-1] if r['error'] else '?'} |")
     for name, r in ok.items():
         for extra, res in r.get("extra", {}).items():
-            lines.append(f"\n{name} on {extra}: accuracy {100 * res['mean']['accuracy']:.2f}, macro-F1 {res['mean']['macro_f1']:.3f}")
+            lines.append(
+                f"\n{name} on {extra}: accuracy {100 * res['mean']['accuracy']:.2f}, macro-F1 {res['mean']['macro_f1']:.3f}"
+            )
     return "\n".join(lines)
 
 

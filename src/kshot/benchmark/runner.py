@@ -36,7 +36,9 @@ class BenchmarkSpec:
             if name not in available():
                 raise ConfigError(unknown_choice("algorithm", name, available()))
         if self.budget_minutes is None and self.budget_steps is None:
-            raise ConfigError("Give a budget: --budget-minutes M (same wall clock for all) or --budget-steps N (same outer steps).")
+            raise ConfigError(
+                "Give a budget: --budget-minutes M (same wall clock for all) or --budget-steps N (same outer steps)."
+            )
 
     def entry(self, algorithm: str) -> dict[str, Any]:
         params = self.params.to_dict()
@@ -67,14 +69,21 @@ def run_benchmark(spec: BenchmarkSpec) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_file.write_text(json.dumps(spec.entry(algorithm)))
-            proc = subprocess.run([sys.executable, "-m", "kshot.benchmark.worker", str(spec_file), str(out_file)], capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "kshot.benchmark.worker", str(spec_file), str(out_file)],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode == 0 and out_file.exists():
                 results[algorithm] = json.loads(out_file.read_text())
             else:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
                 logger.error("benchmark: %s failed: %s", algorithm, " | ".join(tail))
                 results[algorithm] = {"algorithm": algorithm, "error": "\n".join(tail)}
-        _write_json(spec.out_dir / "results.json", {"budget_minutes": spec.budget_minutes, "budget_steps": spec.budget_steps, "results": results})
+        _write_json(
+            spec.out_dir / "results.json",
+            {"budget_minutes": spec.budget_minutes, "budget_steps": spec.budget_steps, "results": results},
+        )
     if all("error" in r for r in results.values()):
         raise KshotError(f"Every benchmark run failed; see {spec.out_dir / 'results.json'}.")
     return results

@@ -1,6 +1,6 @@
 """One benchmark entry, in its own process so that its peak memory is its own.
 
-    python -m kshot.benchmark.worker SPEC.json RESULT.json
+python -m kshot.benchmark.worker SPEC.json RESULT.json
 """
 
 from __future__ import annotations
@@ -50,7 +50,14 @@ def run_entry(spec: dict) -> dict:
     for name, raw in spec.get("extra", {}).items():
         extra_tasks = build_tasks(KshotConfig.from_dict(raw), params, trainer.tokenizer, with_training=False).test
         trainer.algorithm.load_state_dict(trainer.best_state)
-        extra[name] = evaluate_tasks(trainer.algorithm, extra_tasks, params.eval_inner_steps, params.eval_batch_size, params.seed, trainer.accelerator)
+        extra[name] = evaluate_tasks(
+            trainer.algorithm,
+            extra_tasks,
+            params.eval_inner_steps,
+            params.eval_batch_size,
+            params.seed,
+            trainer.accelerator,
+        )
     return {
         "algorithm": params.algorithm,
         "steps": result.steps,

@@ -11,8 +11,18 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, help="Recorded training and test runs (the attempt store).")
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the attempt store; default $KSHOT_DATABASE_URL, else ./kshot_attempts.db.")]
-NameOpt = Annotated[Optional[str], typer.Option("--name", help="Record the run as this attempt (default: generated, e.g. train-20260131-142501-3f9a).")]
+DbOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--db", help="SQLAlchemy URL of the attempt store; default $KSHOT_DATABASE_URL, else ./kshot_attempts.db."
+    ),
+]
+NameOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--name", help="Record the run as this attempt (default: generated, e.g. train-20260131-142501-3f9a)."
+    ),
+]
 NoTrackOpt = Annotated[bool, typer.Option("--no-track", help="Do not record the run in the attempt store.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -43,7 +53,9 @@ def tracked_train(cfg, prm, *, resume: bool, accelerator, name: str | None, db: 
     if attempt is not None and attempt.kind == "train":
         store.update_attempt(attempt.id, command=train_command(cfg, prm))
     else:
-        attempt = store.create_attempt(name or new_attempt_name("train"), "train", train_command(cfg, prm), status="running")
+        attempt = store.create_attempt(
+            name or new_attempt_name("train"), "train", train_command(cfg, prm), status="running"
+        )
     _recording(store, attempt.name)
     return train_attempt(store, attempt.id, cfg, prm, resume=resume, accelerator=accelerator)
 
@@ -55,7 +67,9 @@ def tracked_evaluate(model: Path, cfg, overrides: dict, *, name: str | None, db:
     if no_track:
         return evaluate_model(model, cfg, overrides)
     store = AttemptStore(db)
-    attempt = store.create_attempt(name or new_attempt_name("test"), "test", eval_command(model, cfg, overrides), status="running")
+    attempt = store.create_attempt(
+        name or new_attempt_name("test"), "test", eval_command(model, cfg, overrides), status="running"
+    )
     _recording(store, attempt.name)
     return evaluate_attempt(store, attempt.id, model, cfg, overrides)
 
@@ -69,10 +83,18 @@ def _recording(store, name: str) -> None:
 # -- kshot attempts ... -----------------------------------------------------------------------
 @app.command("list")
 def list_attempts(
-    status: Annotated[Optional[list[str]], typer.Option("--status", help="Only this status (repeatable): queued, running, completed, failed...")] = None,
+    status: Annotated[
+        Optional[list[str]],
+        typer.Option("--status", help="Only this status (repeatable): queued, running, completed, failed..."),
+    ] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", help="train or test.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Only names containing this text.")] = None,
-    sort: Annotated[str, typer.Option("--sort", help="Field to sort by, '-' first for descending: created_at, name, status, n_steps, ...")] = "-created_at",
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort", help="Field to sort by, '-' first for descending: created_at, name, status, n_steps, ..."
+        ),
+    ] = "-created_at",
     limit: Annotated[int, typer.Option("--limit", min=1, help="Attempts per page.")] = 20,
     page: Annotated[int, typer.Option("--page", min=1, help="Page number, from 1.")] = 1,
     db: DbOpt = None,
@@ -81,14 +103,18 @@ def list_attempts(
     """The attempts, newest first, with status, steps and final accuracy / macro-F1."""
     from ..tracking import AttemptStore
 
-    rows, total = AttemptStore(db).list_attempts(status=status or None, kind=kind, name_contains=name, sort=sort, offset=(page - 1) * limit, limit=limit)
+    rows, total = AttemptStore(db).list_attempts(
+        status=status or None, kind=kind, name_contains=name, sort=sort, offset=(page - 1) * limit, limit=limit
+    )
     if json_out:
         typer.echo(json.dumps({"total": total, "page": page, "attempts": [r.to_dict() for r in rows]}, indent=2))
         return
     if not rows:
         typer.echo("No attempts." if total == 0 else f"No attempts on page {page} ({total} in all).")
         return
-    typer.echo(f"{'id':>5}  {'name':<32} {'kind':<5} {'status':<10} {'steps':>11} {'acc':>7} {'F1':>6}  {'created (UTC)':<16} {'time':>7}")
+    typer.echo(
+        f"{'id':>5}  {'name':<32} {'kind':<5} {'status':<10} {'steps':>11} {'acc':>7} {'F1':>6}  {'created (UTC)':<16} {'time':>7}"
+    )
     for r in rows:
         steps = f"{r.n_steps}/{r.total_steps}" if r.total_steps else str(r.n_steps or "-")
         typer.echo(
@@ -112,12 +138,18 @@ def show(
     store, attempt = _open(db, name)
     step_rows = store.steps(attempt.id)
     if json_out:
-        data = {**attempt.to_dict(), "steps": [s.to_dict() for s in step_rows], "evaluations": [e.to_dict() for e in store.evaluations(attempt.id)]}
+        data = {
+            **attempt.to_dict(),
+            "steps": [s.to_dict() for s in step_rows],
+            "evaluations": [e.to_dict() for e in store.evaluations(attempt.id)],
+        }
         typer.echo(json.dumps(data, indent=2))
         return
     typer.echo(f"Attempt {attempt.name} (id {attempt.id}): {attempt.kind}, {attempt.status}")
-    typer.echo(f"created {_when(attempt.created_at)}, started {_when(attempt.started_at)}, finished {_when(attempt.finished_at)}"
-               f" ({_duration(attempt.duration_seconds)})")
+    typer.echo(
+        f"created {_when(attempt.created_at)}, started {_when(attempt.started_at)}, finished {_when(attempt.finished_at)}"
+        f" ({_duration(attempt.duration_seconds)})"
+    )
     if attempt.kind == "train":
         total = f" of {attempt.total_steps}" if attempt.total_steps else ""
         typer.echo(f"steps: {attempt.n_steps}{total}{_loss_summary(step_rows)}")
@@ -129,7 +161,10 @@ def show(
         rows = store.evaluations(attempt.id, split)
         if split == "validation" and rows:
             by_step = _means_by_step(rows)
-            typer.echo("validation (mean over tasks): " + "; ".join(f"step {s}: acc {_pct(a)}, F1 {_num(f)}" for s, (a, f) in by_step.items()))
+            typer.echo(
+                "validation (mean over tasks): "
+                + "; ".join(f"step {s}: acc {_pct(a)}, F1 {_num(f)}" for s, (a, f) in by_step.items())
+            )
         elif rows:
             last = store.latest_evaluation(attempt.id, "test")
             typer.echo(format_table(last, title=f"test tasks (model of step {last['step']}):"))
@@ -163,13 +198,31 @@ def compare(
         if evaluation is None:
             split, evaluation = "validation", store.latest_evaluation(attempt.id, "validation")
         last = store.steps(attempt.id)[-1:] or None
-        columns.append({"attempt": attempt, "evaluation": evaluation, "split": split if evaluation else "-", "last_step": last[0] if last else None})
+        columns.append(
+            {
+                "attempt": attempt,
+                "evaluation": evaluation,
+                "split": split if evaluation else "-",
+                "last_step": last[0] if last else None,
+            }
+        )
     if json_out:
-        typer.echo(json.dumps([
-            {"name": c["attempt"].name, "status": c["attempt"].status, "steps": c["attempt"].n_steps, "split": c["split"],
-             "final_metrics": c["last_step"].metrics if c["last_step"] else {}, "evaluation": c["evaluation"]}
-            for c in columns
-        ], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": c["attempt"].name,
+                        "status": c["attempt"].status,
+                        "steps": c["attempt"].n_steps,
+                        "split": c["split"],
+                        "final_metrics": c["last_step"].metrics if c["last_step"] else {},
+                        "evaluation": c["evaluation"],
+                    }
+                    for c in columns
+                ],
+                indent=2,
+            )
+        )
         return
     width = max(17, *(len(c["attempt"].name) for c in columns)) + 2
     label = 26
@@ -225,7 +278,9 @@ def _means_by_step(rows) -> dict[int, tuple[float, float]]:
     for r in rows:
         if r.accuracy is not None and r.macro_f1 is not None:
             by_step.setdefault(r.step, []).append(r)
-    return {s: (sum(r.accuracy for r in rs) / len(rs), sum(r.macro_f1 for r in rs) / len(rs)) for s, rs in by_step.items()}
+    return {
+        s: (sum(r.accuracy for r in rs) / len(rs), sum(r.macro_f1 for r in rs) / len(rs)) for s, rs in by_step.items()
+    }
 
 
 def _yaml(data: Any) -> str:

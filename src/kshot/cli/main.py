@@ -17,9 +17,15 @@ from .attempts import app as attempts_app
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Few-shot text classification by meta-learning.")
 app.add_typer(attempts_app, name="attempts")
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("-c", "--config", help="config.yaml: data, model, output_dir, logging.")]
-ParamsOpt = Annotated[Optional[Path], typer.Option("-p", "--params", help="params.yaml: algorithm and hyperparameters.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. --set params.inner_lr=1e-4 (repeatable).")]
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("-c", "--config", help="config.yaml: data, model, output_dir, logging.")
+]
+ParamsOpt = Annotated[
+    Optional[Path], typer.Option("-p", "--params", help="params.yaml: algorithm and hyperparameters.")
+]
+SetOpt = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override, e.g. --set params.inner_lr=1e-4 (repeatable).")
+]
 
 
 def _load(config: Path | None, params: Path | None, overrides: list[str] | None):
@@ -63,9 +69,15 @@ def train(
     setup_logging(cfg.logging.log_dir, cfg.logging.level, accelerator.is_main_process)
     result = tracked_train(cfg, prm, resume=resume, accelerator=accelerator, name=name, db=db, no_track=no_track)
     if accelerator.is_main_process:
-        typer.echo(f"Best model (step {result.best_step}) saved in {result.output_dir}; meta-training took {result.train_seconds:.0f} s.")
+        typer.echo(
+            f"Best model (step {result.best_step}) saved in {result.output_dir}; meta-training took {result.train_seconds:.0f} s."
+        )
         if result.test:
-            typer.echo(format_table(result.test, title=f"Test tasks ({prm.algorithm}, {prm.eval_inner_steps} adaptation steps):"))
+            typer.echo(
+                format_table(
+                    result.test, title=f"Test tasks ({prm.algorithm}, {prm.eval_inner_steps} adaptation steps):"
+                )
+            )
             if json_out:
                 _write_json(json_out, result.test)
     # Every process leaves the process group before exiting: a gloo group torn down at interpreter
@@ -84,13 +96,11 @@ def evaluate(
     db: DbOpt = None,
 ) -> None:
     """Few-shot protocol on the test tasks: adapt on each support set, score its query set."""
-    from ..training import format_table
-    from .attempts import tracked_evaluate
-    from .logs import setup_logging
-
-    from ..training import evaluate_model
+    from ..training import evaluate_model, format_table
     from ..training.fewshot import saved_params
     from ..training.setup import make_accelerator
+    from .attempts import tracked_evaluate
+    from .logs import setup_logging
 
     cfg, _ = _load(config, None, [s for s in (set_ or []) if s.startswith("config.")])
     overrides = _param_overrides(set_)
@@ -113,7 +123,9 @@ def adapt(
     model: Annotated[Path, typer.Option("--model", help="The meta-learned model folder.")],
     support: Annotated[Path, typer.Option("--support", help="CSV or JSONL with 'text' and 'label'.")],
     out: Annotated[Path, typer.Option("--out", help="Where to save the adapted model.")],
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Adaptation steps (default: the model's eval_inner_steps).")] = None,
+    steps: Annotated[
+        Optional[int], typer.Option("--steps", help="Adaptation steps (default: the model's eval_inner_steps).")
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Fine-tune on a few labelled examples and save a standard Hugging Face model."""
@@ -128,8 +140,12 @@ def adapt(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Option("--model", help="A saved classifier folder.")],
-    input: Annotated[Path, typer.Option("--input", help=".txt (one text per line), .csv or .jsonl with a 'text' column.")],
-    output: Annotated[Optional[Path], typer.Option("--output", help="Write JSONL predictions here instead of printing.")] = None,
+    input: Annotated[
+        Path, typer.Option("--input", help=".txt (one text per line), .csv or .jsonl with a 'text' column.")
+    ],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", help="Write JSONL predictions here instead of printing.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
 ) -> None:
     """Predict labels for new texts."""

@@ -12,7 +12,12 @@ import typer
 
 
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to bind (default $KSHOT_HOST or 127.0.0.1); anything but loopback needs $KSHOT_TOKEN.")] = None,
+    host: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Address to bind (default $KSHOT_HOST or 127.0.0.1); anything but loopback needs $KSHOT_TOKEN."
+        ),
+    ] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default $KSHOT_PORT or 8000).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
@@ -28,7 +33,9 @@ def serve(
 
 
 def worker(
-    concurrency: Annotated[Optional[int], typer.Option(help="Jobs run at once (default $KSHOT_WORKER_CONCURRENCY or 1).")] = None,
+    concurrency: Annotated[
+        Optional[int], typer.Option(help="Jobs run at once (default $KSHOT_WORKER_CONCURRENCY or 1).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Log level of the worker and its jobs.")] = "INFO",
 ) -> None:
     """Run queued training and test attempts (one process per concurrent job)."""

@@ -63,7 +63,9 @@ class EpisodeSampler:
             self.tasks.append(task)
             self._by_label.append(by_label)
         if not self.tasks:
-            raise DataError(f"There are no tasks to sample {stream} episodes from; check the data.*_domains lists and k_support/k_query.")
+            raise DataError(
+                f"There are no tasks to sample {stream} episodes from; check the data.*_domains lists and k_support/k_query."
+            )
 
     def _need_per_class(self) -> int:
         p = self.params
@@ -105,7 +107,14 @@ class EpisodeSampler:
         indices = range(self.params.meta_batch_size) if indices is None else indices
         return [self.episode(step, i) for i in indices]
 
-    def _sample(self, task: TaskExamples, by_label: dict[int, np.ndarray], rng: np.random.Generator, k_query: int | None, query_mode: str | None = None) -> Episode:
+    def _sample(
+        self,
+        task: TaskExamples,
+        by_label: dict[int, np.ndarray],
+        rng: np.random.Generator,
+        k_query: int | None,
+        query_mode: str | None = None,
+    ) -> Episode:
         p = self.params
         query_mode = query_mode or p.query_sampling
         need = self._need_per_class()

@@ -51,7 +51,9 @@ def _split_domains(config: DataConfig, known: list[str], default_test: list[str]
         train = [d for d in known if d not in test and d not in validation]
     leak = set(train) & set(test)
     if leak:
-        raise DataError(f"Test domain(s) {', '.join(sorted(leak))} are also training domains ({where}); test domains are never trained on.")
+        raise DataError(
+            f"Test domain(s) {', '.join(sorted(leak))} are also training domains ({where}); test domains are never trained on."
+        )
     if not train:
         raise DataError(f"No training domains left in {where} after removing validation and test domains.")
     return train, validation, test
@@ -106,9 +108,7 @@ def load_arsc(config: DataConfig) -> TaskCollection:
     train, validation, test = _split_domains(config, known_all, targets, str(root))
 
     def tasks(domain: str, split: str) -> list[TaskExamples]:
-        return [
-            read_arsc_file(root / f"{domain}.{t}.{split}", f"{domain}.{t}", domain) for t in ARSC_THRESHOLDS
-        ]
+        return [read_arsc_file(root / f"{domain}.{t}.{split}", f"{domain}.{t}", domain) for t in ARSC_THRESHOLDS]
 
     collection = TaskCollection(label_names=list(ARSC_LABEL_NAMES), train=[t for d in train for t in tasks(d, "train")])
     if validation:
@@ -155,7 +155,11 @@ def _load_dataset(config: DataConfig):
                 raise DataError(f"{local}: unsupported file type '{suffix}'. Use .json, .jsonl, .csv or .parquet.")
             return datasets.load_dataset(builder, data_files=str(local), split="train")
         if local.is_dir():
-            return datasets.load_from_disk(str(local))[config.hf_split] if (local / "dataset_dict.json").exists() else datasets.load_from_disk(str(local))
+            return (
+                datasets.load_from_disk(str(local))[config.hf_split]
+                if (local / "dataset_dict.json").exists()
+                else datasets.load_from_disk(str(local))
+            )
         # Anything else is a hub id: the normal path for users who can reach the hub.
         return datasets.load_dataset(path, split=config.hf_split)
     except DataError:
@@ -167,7 +171,11 @@ def _load_dataset(config: DataConfig):
 def load_table(config: DataConfig) -> TaskCollection:
     ds = _load_dataset(config)
     where = config.path
-    for kind, column in (("text_column", config.text_column), ("label_column", config.label_column), ("domain_column", config.domain_column)):
+    for kind, column in (
+        ("text_column", config.text_column),
+        ("label_column", config.label_column),
+        ("domain_column", config.domain_column),
+    ):
         if column not in ds.column_names:
             raise DataError(
                 f"{where}: no column '{column}' (data.{kind}).{did_you_mean(column, ds.column_names)} "
@@ -178,7 +186,9 @@ def load_table(config: DataConfig) -> TaskCollection:
     domains = [str(v) if v is not None else None for v in ds[config.domain_column]]
     for i, (text, label, domain) in enumerate(zip(texts, raw_labels, domains)):
         if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}, row {i}: the text ('{config.text_column}') is empty. Remove the row or fill in the text.")
+            raise DataError(
+                f"{where}, row {i}: the text ('{config.text_column}') is empty. Remove the row or fill in the text."
+            )
         if label is None:
             raise DataError(f"{where}, row {i}: the label ('{config.label_column}') is missing.")
         if domain is None:
@@ -199,7 +209,9 @@ def load_table(config: DataConfig) -> TaskCollection:
 
     def task(domain: str) -> TaskExamples:
         idx = np.flatnonzero(domain_arr == domain)
-        return TaskExamples(name=domain, domain=domain, texts=[texts[i].strip() for i in idx], labels=labels[idx], source=where)
+        return TaskExamples(
+            name=domain, domain=domain, texts=[texts[i].strip() for i in idx], labels=labels[idx], source=where
+        )
 
     return TaskCollection(
         label_names=label_names,

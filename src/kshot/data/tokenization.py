@@ -20,7 +20,11 @@ logger = logging.getLogger(__name__)
 def _cache_key(texts: Sequence[str], tokenizer, max_length: int) -> str:
     h = hashlib.sha256()
     h.update(f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|{max_length}|".encode())
-    h.update(tokenizer.convert_tokens_to_string(tokenizer.convert_ids_to_tokens(list(range(0, len(tokenizer), 997)))).encode())
+    h.update(
+        tokenizer.convert_tokens_to_string(
+            tokenizer.convert_ids_to_tokens(list(range(0, len(tokenizer), 997)))
+        ).encode()
+    )
     for text in texts:
         h.update(text.encode("utf-8"))
         h.update(b"\0")
@@ -49,7 +53,9 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache_dir: 
     return ids
 
 
-def tokenize_collection(collection: TaskCollection, tokenizer, max_length: int, cache_dir: str | None = None, test_only: bool = False) -> None:
+def tokenize_collection(
+    collection: TaskCollection, tokenizer, max_length: int, cache_dir: str | None = None, test_only: bool = False
+) -> None:
     """Set ``input_ids`` on every task of the collection (``test_only``: on its test tasks alone, which
     is all that evaluating a saved model reads), tokenizing each distinct text once."""
     tasks = collection.test_examples() if test_only else collection.all_examples()
@@ -66,7 +72,9 @@ def tokenize_examples(task: TaskExamples, tokenizer, max_length: int) -> TaskExa
     return task
 
 
-def collate(input_ids: Sequence[np.ndarray], pad_token_id: int, labels: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+def collate(
+    input_ids: Sequence[np.ndarray], pad_token_id: int, labels: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
     """Pad to the longest sequence of this batch."""
     width = max(len(x) for x in input_ids)
     ids = np.full((len(input_ids), width), pad_token_id, dtype=np.int64)
@@ -80,7 +88,9 @@ def collate(input_ids: Sequence[np.ndarray], pad_token_id: int, labels: np.ndarr
     return batch
 
 
-def length_sorted_batches(task: TaskExamples, batch_size: int, pad_token_id: int) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+def length_sorted_batches(
+    task: TaskExamples, batch_size: int, pad_token_id: int
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Batches of similar length (little padding) for scoring; yields the original indices with each."""
     assert task.input_ids is not None, "tokenize the task first"
     order = np.argsort([len(x) for x in task.input_ids], kind="stable")

@@ -47,13 +47,17 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
     ]
     # An algorithm whose classifier is not the model's own head says how to use the folder instead.
-    parts += [meta["usage"], ""] if meta.get("usage") else [
-        "```python",
-        "from transformers import pipeline",
-        'clf = pipeline("text-classification", model="PATH_TO_THIS_FOLDER")',
-        "```",
-        "",
-    ]
+    parts += (
+        [meta["usage"], ""]
+        if meta.get("usage")
+        else [
+            "```python",
+            "from transformers import pipeline",
+            'clf = pipeline("text-classification", model="PATH_TO_THIS_FOLDER")',
+            "```",
+            "",
+        ]
+    )
     parts += [
         "Adapt to a new task with a few labelled examples: `kshot adapt --model PATH --support FILE --out DIR`.",
         "",

@@ -72,7 +72,9 @@ def load_model(
             label2id={n: i for i, n in enumerate(label_names)},
         )
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(name, revision=revision, ignore_mismatched_sizes=True, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, revision=revision, ignore_mismatched_sizes=True, **kwargs
+        )
     except (OSError, ValueError) as err:
         raise ModelError(_load_hint(name, err)) from err
     return model

@@ -14,7 +14,9 @@ from .card import model_card
 from .loading import KSHOT_FILE
 
 
-def save_model(model, tokenizer, out_dir: str | Path, meta: dict[str, Any], extra_files: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model, tokenizer, out_dir: str | Path, meta: dict[str, Any], extra_files: dict[str, Any] | None = None
+) -> Path:
     """Write ``save_pretrained`` output, ``kshot.json`` and ``README.md`` into ``out_dir``.
 
     Files are written to a temporary folder first and moved in one by one, ``kshot.json`` last, so a

@@ -41,7 +41,9 @@ def create_app(settings: ServiceSettings | None = None, store=None) -> FastAPI:
         app.state.store = store or AttemptStore(settings.database_url)
         interrupted = app.state.store.fail_interrupted()
         if interrupted:
-            logger.warning("%d attempt(s) left running by a stopped process were marked failed (interrupted).", interrupted)
+            logger.warning(
+                "%d attempt(s) left running by a stopped process were marked failed (interrupted).", interrupted
+            )
         app.state.queue = JobQueue(settings)
         yield
 

@@ -11,7 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .queue import JobQueue
 from .settings import ServiceSettings
 
-_bearer = HTTPBearer(auto_error=False, description="The service's token (KSHOT_TOKEN); required to change or start anything.")
+_bearer = HTTPBearer(
+    auto_error=False, description="The service's token (KSHOT_TOKEN); required to change or start anything."
+)
 
 
 def get_settings(request: Request) -> ServiceSettings:

@@ -30,7 +30,9 @@ def _resolved_config(raw: dict[str, Any], name: str, settings: ServiceSettings) 
     raw_data, raw_logging = raw.get("data") or {}, raw.get("logging") or {}
     loc = BODY + ("config",)
     resolve_data(config["data"], settings, loc + ("data", "path"))
-    config["model"]["name_or_path"] = resolve_model(config["model"]["name_or_path"], settings, loc + ("model", "name_or_path"))
+    config["model"]["name_or_path"] = resolve_model(
+        config["model"]["name_or_path"], settings, loc + ("model", "name_or_path")
+    )
     run_dir = Path(settings.output_root) / name
     config["output_dir"] = resolve_write_dir(raw.get("output_dir"), run_dir, settings, loc + ("output_dir",))
     config["data"]["cache_dir"] = resolve_write_dir(
@@ -45,7 +47,10 @@ def _resolved_config(raw: dict[str, Any], name: str, settings: ServiceSettings) 
 
 
 def train_command(request: TrainRequest, name: str, settings: ServiceSettings) -> dict[str, Any]:
-    return {"config": _resolved_config(request.config, name, settings), "params": Params.from_dict(request.params).to_dict()}
+    return {
+        "config": _resolved_config(request.config, name, settings),
+        "params": Params.from_dict(request.params).to_dict(),
+    }
 
 
 def test_command(request: TestRequest, name: str, settings: ServiceSettings, store) -> dict[str, Any]:
@@ -66,11 +71,17 @@ class AttemptNotReady(RuntimeError):
 def _trained_model(key: str | int, store) -> str:
     attempt = store.get_attempt(key)
     if attempt is None:
-        raise InvalidReference(BODY + ("attempt",), f"No attempt with {'id' if isinstance(key, int) else 'name'} {key!r}.")
+        raise InvalidReference(
+            BODY + ("attempt",), f"No attempt with {'id' if isinstance(key, int) else 'name'} {key!r}."
+        )
     if attempt.kind != "train":
-        raise InvalidReference(BODY + ("attempt",), f"Attempt {attempt.name!r} is a {attempt.kind} attempt; name a training attempt.")
+        raise InvalidReference(
+            BODY + ("attempt",), f"Attempt {attempt.name!r} is a {attempt.kind} attempt; name a training attempt."
+        )
     if attempt.status != "completed":
-        raise AttemptNotReady(f"Attempt {attempt.name!r} is {attempt.status}; only a completed training attempt has a model to test.")
+        raise AttemptNotReady(
+            f"Attempt {attempt.name!r} is {attempt.status}; only a completed training attempt has a model to test."
+        )
     return attempt.artefacts.get("best_model") or attempt.command["config"]["output_dir"]
 
 
@@ -84,9 +95,13 @@ def submit(store, queue: JobQueue, kind: str, name: str, command: dict[str, Any]
 def resume(store, queue: JobQueue, attempt):
     """Queue a failed or cancelled training again, to continue from its last checkpoint."""
     if attempt.kind != "train":
-        raise AttemptNotReady(f"Attempt {attempt.name!r} is a {attempt.kind} attempt; only training resumes from a checkpoint.")
+        raise AttemptNotReady(
+            f"Attempt {attempt.name!r} is a {attempt.kind} attempt; only training resumes from a checkpoint."
+        )
     if attempt.status not in ("failed", "cancelled"):
-        raise AttemptNotReady(f"Attempt {attempt.name!r} is {attempt.status}; only a failed or cancelled training can be resumed.")
+        raise AttemptNotReady(
+            f"Attempt {attempt.name!r} is {attempt.status}; only a failed or cancelled training can be resumed."
+        )
     attempt = store.update_attempt(attempt.id, status="queued", error=None, cancel_requested=False, finished_at=None)
     _enqueue(store, queue, attempt, resume=True)
     return attempt

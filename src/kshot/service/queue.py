@@ -71,7 +71,8 @@ class JobQueue:
         if attempt is None:
             logger.error(
                 "Attempt %d is not in this worker's store (%s): do the API and the worker use the same KSHOT_DATABASE_URL?",
-                attempt_id, self.settings.database_url or "default",
+                attempt_id,
+                self.settings.database_url or "default",
             )
             return
         if attempt.status != "queued":
@@ -97,7 +98,11 @@ class JobQueue:
     def _on_interrupted(self, signal, task, exc=None) -> None:
         attempt_id = task.args[0] if task.args else None
         if attempt_id is not None:
-            mark_failed(self.store(), attempt_id, "interrupted: the worker stopped while the job ran; resume with `kshot train --resume`.")
+            mark_failed(
+                self.store(),
+                attempt_id,
+                "interrupted: the worker stopped while the job ran; resume with `kshot train --resume`.",
+            )
 
 
 def make_huey(settings: ServiceSettings):
@@ -124,6 +129,8 @@ def mark_failed(store, attempt_id: int, error: str) -> None:
         attempt = store.get_attempt(attempt_id)
         if attempt is None or attempt.status not in ("queued", "running"):
             return
-        store.update_attempt(attempt_id, status="failed", error=error[:ERROR_LIMIT], finished_at=datetime.now(timezone.utc))
+        store.update_attempt(
+            attempt_id, status="failed", error=error[:ERROR_LIMIT], finished_at=datetime.now(timezone.utc)
+        )
     except Exception:  # the store itself failing must not hide the job's own error in the log
         logger.exception("Could not mark attempt %s failed.", attempt_id)

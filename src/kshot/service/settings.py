@@ -52,10 +52,15 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KSHOT_", extra="ignore")
 
-    database_url: str | None = Field(None, description="SQLAlchemy URL of the attempt store; null = kshot_attempts.db in the working directory.")
-    queue_backend: Literal["sqlite", "redis"] = Field("sqlite", description="huey storage: a SQLite file (no set-up) or Redis (workers on several machines).")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the attempt store; null = kshot_attempts.db in the working directory."
+    )
+    queue_backend: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="huey storage: a SQLite file (no set-up) or Redis (workers on several machines)."
+    )
     queue_path: Path = Field(
-        Path("kshot_queue.db"), description="SQLite file of the job queue (queue_backend=sqlite); API and workers must name the same file.",
+        Path("kshot_queue.db"),
+        description="SQLite file of the job queue (queue_backend=sqlite); API and workers must name the same file.",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the job queue (queue_backend=redis).")
     queue_name: str = Field("kshot", description="Queue name; services sharing one Redis need different names.")
@@ -63,18 +68,27 @@ class ServiceSettings(BaseSettings):
         default_factory=list,
         description="Folders under which requests may name data and model paths (KSHOT_ALLOWED_ROOTS=/data:/models).",
     )
-    output_root: Path = Field(Path("kshot_runs"), description="Where service-started training writes models, checkpoints and logs (one folder per attempt).")
+    output_root: Path = Field(
+        Path("kshot_runs"),
+        description="Where service-started training writes models, checkpoints and logs (one folder per attempt).",
+    )
     datasets: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, description="Registry of data sources by name (KSHOT_DATASETS=arsc=/data/arsc,reviews=/data/r.json).",
+        default_factory=dict,
+        description="Registry of data sources by name (KSHOT_DATASETS=arsc=/data/arsc,reviews=/data/r.json).",
     )
     models: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, description="Registry of models by name (KSHOT_MODELS=minilm=/models/minilm).",
+        default_factory=dict,
+        description="Registry of models by name (KSHOT_MODELS=minilm=/models/minilm).",
     )
-    token: SecretStr | None = Field(None, description="Bearer token required by every request that changes or starts something.")
+    token: SecretStr | None = Field(
+        None, description="Bearer token required by every request that changes or starts something."
+    )
     host: str = Field("127.0.0.1", description="Address `kshot serve` binds; anything but loopback needs a token.")
     port: int = Field(8000, ge=0, le=65535, description="Port `kshot serve` binds.")
     worker_concurrency: int = Field(1, ge=1, le=64, description="Jobs one `kshot worker` runs at once.")
-    events_poll_seconds: float = Field(0.5, gt=0, le=10, description="How often a live event stream looks for new metrics.")
+    events_poll_seconds: float = Field(
+        0.5, gt=0, le=10, description="How often a live event stream looks for new metrics."
+    )
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -44,8 +44,12 @@ class TrackingCallback(TrainerCallback):
 
 def final_metrics(result) -> dict[str, Any]:
     """Mean test accuracy/macro-F1 (else the best validation's), with the run's timing and best step."""
-    metrics: dict[str, Any] = {"steps": result.steps, "best_step": result.best_step, "best_metric": result.best_metric,
-                               "train_seconds": result.train_seconds}
+    metrics: dict[str, Any] = {
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_metric": result.best_metric,
+        "train_seconds": result.train_seconds,
+    }
     if result.test:
         metrics.update(result.test.get("mean", {}), split="test")
     elif result.validation:

@@ -35,12 +35,18 @@ class Attempt(Base):
     # "host:pid" of the process running it, so a restarted service can tell a dead run from a live one.
     worker: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
+    )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    steps: Mapped[list[Step]] = relationship(back_populates="attempt", cascade="all, delete-orphan", passive_deletes=True)
-    evaluations: Mapped[list[Evaluation]] = relationship(back_populates="attempt", cascade="all, delete-orphan", passive_deletes=True)
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="attempt", cascade="all, delete-orphan", passive_deletes=True
+    )
+    evaluations: Mapped[list[Evaluation]] = relationship(
+        back_populates="attempt", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class Step(Base):

@@ -34,7 +34,9 @@ def train_command(config: KshotConfig, params: Params) -> dict[str, Any]:
     return {"config": config.to_dict(), "params": params.to_dict()}
 
 
-def eval_command(model: str | Path, config: KshotConfig, params_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def eval_command(
+    model: str | Path, config: KshotConfig, params_overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {"model": str(model), "config": config.to_dict(), "params": dict(params_overrides or {})}
 
 
@@ -66,8 +68,16 @@ def error_text(err: BaseException) -> str:
     return "".join(traceback.format_exception(err))[-MAX_ERROR_CHARS:]
 
 
-def train_attempt(store: AttemptStore, attempt_id: int, config: KshotConfig, params: Params, *, resume: bool = False,
-                  accelerator=None, callbacks: list | None = None):
+def train_attempt(
+    store: AttemptStore,
+    attempt_id: int,
+    config: KshotConfig,
+    params: Params,
+    *,
+    resume: bool = False,
+    accelerator=None,
+    callbacks: list | None = None,
+):
     """Meta-train, recording into the attempt; on an error the attempt is marked failed and the error re-raised.
 
     Returns the TrainResult, or None when the attempt was cancelled before it started.
@@ -86,8 +96,14 @@ def train_attempt(store: AttemptStore, attempt_id: int, config: KshotConfig, par
         return trainer.train(resume=resume)
 
 
-def evaluate_attempt(store: AttemptStore, attempt_id: int, model: str | Path, config: KshotConfig,
-                     params_overrides: dict[str, Any] | None = None, accelerator=None) -> dict[str, Any] | None:
+def evaluate_attempt(
+    store: AttemptStore,
+    attempt_id: int,
+    model: str | Path,
+    config: KshotConfig,
+    params_overrides: dict[str, Any] | None = None,
+    accelerator=None,
+) -> dict[str, Any] | None:
     """Few-shot evaluation of a saved model, recorded as the attempt's test results (step 0); None if cancelled first."""
     from ..training import evaluate_model
 

@@ -23,12 +23,32 @@ from ..errors import ConfigError
 from .database import database_url, make_engine, safe_url, upgrade
 from .errors import AttemptError, AttemptExists, AttemptNotFound
 from .models import Attempt, Evaluation, Step, utcnow
-from .records import ATTEMPT_KINDS, ATTEMPT_STATUSES, FINISHED_STATUSES, AttemptRecord, EvaluationRecord, StepRecord, as_utc
+from .records import (
+    ATTEMPT_KINDS,
+    ATTEMPT_STATUSES,
+    FINISHED_STATUSES,
+    AttemptRecord,
+    EvaluationRecord,
+    StepRecord,
+    as_utc,
+)
 
 # Names appear in URLs and shell commands; all-digit names would be mistaken for ids.
 NAME_PATTERN = re.compile(r"^(?!\d+$)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-UPDATABLE = ("name", "status", "command", "n_steps", "total_steps", "metrics", "error", "artefacts", "worker",
-             "cancel_requested", "started_at", "finished_at")
+UPDATABLE = (
+    "name",
+    "status",
+    "command",
+    "n_steps",
+    "total_steps",
+    "metrics",
+    "error",
+    "artefacts",
+    "worker",
+    "cancel_requested",
+    "started_at",
+    "finished_at",
+)
 SORTABLE = ("id", "name", "kind", "status", "n_steps", "created_at", "updated_at", "started_at", "finished_at")
 
 
@@ -63,7 +83,9 @@ class AttemptStore:
         _check_name(name)
         _check_choice("kind", kind, ATTEMPT_KINDS)
         _check_choice("status", status, ATTEMPT_STATUSES)
-        row = Attempt(name=name, kind=kind, status=status, command=_json_field("command", command), metrics={}, artefacts={})
+        row = Attempt(
+            name=name, kind=kind, status=status, command=_json_field("command", command), metrics={}, artefacts={}
+        )
         try:
             with self._sessions.begin() as session:
                 session.add(row)
@@ -95,17 +117,28 @@ class AttemptStore:
                 for key, value in values.items():
                     setattr(row, key, value)
         except IntegrityError:
-            raise AttemptExists(f"An attempt named '{fields.get('name')}' exists already; choose another name.") from None
+            raise AttemptExists(
+                f"An attempt named '{fields.get('name')}' exists already; choose another name."
+            ) from None
         return _record(row)
 
-    def start_attempt(self, attempt_id: int, total_steps: int | None = None, *, resume: bool = False) -> AttemptRecord | None:
+    def start_attempt(
+        self, attempt_id: int, total_steps: int | None = None, *, resume: bool = False
+    ) -> AttemptRecord | None:
         """Mark it running in this process, clearing a previous error and cancel; None if it was cancelled first.
 
         One conditional UPDATE, so a cancel that lands while a worker picks the attempt up is never
         overwritten; ``resume=True`` restarts a cancelled (or failed) attempt on purpose.
         """
-        values: dict[str, Any] = {"status": "running", "started_at": utcnow(), "finished_at": None, "error": None,
-                                  "cancel_requested": False, "worker": this_worker(), "updated_at": utcnow()}
+        values: dict[str, Any] = {
+            "status": "running",
+            "started_at": utcnow(),
+            "finished_at": None,
+            "error": None,
+            "cancel_requested": False,
+            "worker": this_worker(),
+            "updated_at": utcnow(),
+        }
         if total_steps is not None:
             values["total_steps"] = total_steps
         query = update(Attempt).where(Attempt.id == attempt_id)
@@ -116,7 +149,9 @@ class AttemptStore:
             self._get(session, attempt_id)
         return self.get_attempt(attempt_id) if started else None
 
-    def finish_attempt(self, attempt_id: int, status: str, *, metrics: dict | None = None, error: str | None = None) -> AttemptRecord:
+    def finish_attempt(
+        self, attempt_id: int, status: str, *, metrics: dict | None = None, error: str | None = None
+    ) -> AttemptRecord:
         fields: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
         if metrics is not None:
             fields["metrics"] = metrics
@@ -126,8 +161,16 @@ class AttemptStore:
         with self._sessions.begin() as session:
             session.delete(self._get(session, attempt_id))
 
-    def list_attempts(self, *, status: str | Iterable[str] | None = None, kind: str | None = None, name_contains: str | None = None,
-                      sort: str = "-created_at", offset: int = 0, limit: int | None = 50) -> tuple[list[AttemptRecord], int]:
+    def list_attempts(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        kind: str | None = None,
+        name_contains: str | None = None,
+        sort: str = "-created_at",
+        offset: int = 0,
+        limit: int | None = 50,
+    ) -> tuple[list[AttemptRecord], int]:
         """One page of attempts and the total matching the filters. ``sort``: a field, ``-`` first for descending."""
         query = select(Attempt)
         if status is not None:
@@ -197,17 +240,31 @@ class AttemptStore:
             raise AttemptError(f"Evaluation split must be a name such as 'validation' or 'test', got {split!r}.")
         tasks = (results or {}).get("tasks")
         if not isinstance(tasks, dict):
-            raise AttemptError("Evaluation results need a 'tasks' mapping of task name to metrics (evaluate_tasks output).")
+            raise AttemptError(
+                "Evaluation results need a 'tasks' mapping of task name to metrics (evaluate_tasks output)."
+            )
         with self._sessions.begin() as session:
             self._get(session, attempt_id)
-            session.execute(delete(Evaluation).where(Evaluation.attempt_id == attempt_id, Evaluation.step == step, Evaluation.split == split))
+            session.execute(
+                delete(Evaluation).where(
+                    Evaluation.attempt_id == attempt_id, Evaluation.step == step, Evaluation.split == split
+                )
+            )
             for task, metrics in tasks.items():
                 clean = _clean_metrics(metrics)
                 n_query = clean.pop("n_query", None)
-                session.add(Evaluation(
-                    attempt_id=attempt_id, step=step, split=split, task=str(task), accuracy=clean.pop("accuracy", None),
-                    macro_f1=clean.pop("macro_f1", None), n_query=int(n_query) if n_query is not None else None, extra=clean,
-                ))
+                session.add(
+                    Evaluation(
+                        attempt_id=attempt_id,
+                        step=step,
+                        split=split,
+                        task=str(task),
+                        accuracy=clean.pop("accuracy", None),
+                        macro_f1=clean.pop("macro_f1", None),
+                        n_query=int(n_query) if n_query is not None else None,
+                        extra=clean,
+                    )
+                )
             session.get(Attempt, attempt_id).updated_at = utcnow()
 
     def evaluations(self, attempt_id: int, split: str | None = None) -> list[EvaluationRecord]:
@@ -216,7 +273,19 @@ class AttemptStore:
             query = query.where(Evaluation.split == split)
         with self._sessions() as session:
             rows = session.scalars(query.order_by(Evaluation.step, Evaluation.split, Evaluation.id))
-            return [EvaluationRecord(r.step, r.split, r.task, r.accuracy, r.macro_f1, r.n_query, dict(r.extra or {}), as_utc(r.created_at)) for r in rows]
+            return [
+                EvaluationRecord(
+                    r.step,
+                    r.split,
+                    r.task,
+                    r.accuracy,
+                    r.macro_f1,
+                    r.n_query,
+                    dict(r.extra or {}),
+                    as_utc(r.created_at),
+                )
+                for r in rows
+            ]
 
     def latest_evaluation(self, attempt_id: int, split: str = "test") -> dict[str, Any] | None:
         """The last evaluation of ``split`` as ``{"step", "tasks": {...}, "mean": {...}}`` (evaluate_tasks format)."""
@@ -226,7 +295,11 @@ class AttemptStore:
         if not rows:
             return None
         last = max(r.step for r in rows)
-        tasks = {r.task: {"accuracy": r.accuracy, "macro_f1": r.macro_f1, "n_query": r.n_query, **r.extra} for r in rows if r.step == last}
+        tasks = {
+            r.task: {"accuracy": r.accuracy, "macro_f1": r.macro_f1, "n_query": r.n_query, **r.extra}
+            for r in rows
+            if r.step == last
+        }
         scored = {k: v for k, v in tasks.items() if v["accuracy"] is not None and v["macro_f1"] is not None}
         return {"step": last, "tasks": tasks, "mean": summarize(scored)}
 
@@ -294,10 +367,22 @@ def _pid_alive(pid: int) -> bool:
 
 def _record(row: Attempt) -> AttemptRecord:
     return AttemptRecord(
-        id=row.id, name=row.name, kind=row.kind, status=row.status, command=dict(row.command or {}), n_steps=row.n_steps or 0,
-        total_steps=row.total_steps, metrics=dict(row.metrics or {}), error=row.error, artefacts=dict(row.artefacts or {}),
-        cancel_requested=bool(row.cancel_requested), worker=row.worker, created_at=as_utc(row.created_at),
-        updated_at=as_utc(row.updated_at), started_at=as_utc(row.started_at), finished_at=as_utc(row.finished_at),
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        status=row.status,
+        command=dict(row.command or {}),
+        n_steps=row.n_steps or 0,
+        total_steps=row.total_steps,
+        metrics=dict(row.metrics or {}),
+        error=row.error,
+        artefacts=dict(row.artefacts or {}),
+        cancel_requested=bool(row.cancel_requested),
+        worker=row.worker,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at),
     )
 
 
@@ -352,7 +437,11 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if "metrics" in values:
         values["metrics"] = _json_field("metrics", _clean_nested(values["metrics"]))
     for key in ("n_steps", "total_steps"):
-        if key in values and values[key] is not None and (isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 0):
+        if (
+            key in values
+            and values[key] is not None
+            and (isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 0)
+        ):
             raise AttemptError(f"Attempt field '{key}' must be an integer 0 or more, got {values[key]!r}.")
     for key in ("started_at", "finished_at"):
         if values.get(key) is not None and not isinstance(values[key], datetime):

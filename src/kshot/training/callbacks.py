@@ -51,7 +51,14 @@ class LoggingCallback(TrainerCallback):
         p = trainer.params
         logger.info(
             "Meta-training %s on %d tasks for %d steps (meta_batch_size=%d, k_support=%d, k_query=%d, inner_steps=%d), from step %d.",
-            p.algorithm, len(trainer.tasks.train), p.meta_steps, p.meta_batch_size, p.k_support, p.k_query, p.inner_steps, trainer.start_step,
+            p.algorithm,
+            len(trainer.tasks.train),
+            p.meta_steps,
+            p.meta_batch_size,
+            p.k_support,
+            p.k_query,
+            p.inner_steps,
+            trainer.start_step,
         )
 
     def on_step_end(self, trainer, step, metrics) -> None:
@@ -61,7 +68,9 @@ class LoggingCallback(TrainerCallback):
     def on_evaluate(self, trainer, step, split, results) -> None:
         mean = results.get("mean", {})
         if mean:
-            logger.info("step %d %s: accuracy=%.2f macro_f1=%.3f", step, split, 100 * mean["accuracy"], mean["macro_f1"])
+            logger.info(
+                "step %d %s: accuracy=%.2f macro_f1=%.3f", step, split, 100 * mean["accuracy"], mean["macro_f1"]
+            )
 
     def on_save(self, trainer, step, path, kind) -> None:
         logger.info("step %d: saved %s to %s", step, kind, path)
@@ -74,7 +83,13 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(self, trainer) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.params.meta_steps, initial=trainer.start_step, desc="meta-training", unit="step", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=trainer.params.meta_steps,
+            initial=trainer.start_step,
+            desc="meta-training",
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     def on_step_end(self, trainer, step, metrics) -> None:
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()}, refresh=False)

@@ -124,7 +124,10 @@ def verify_processes_agree(accelerator, fingerprint: dict[str, Any]) -> None:
     main = every[0]
     differ = [(key, rank, fp[key]) for rank, fp in enumerate(every) for key in main if fp[key] != main[key]]
     if differ:
-        what = "; ".join(f"{key} of process {rank} ({value}) differs from the main process's ({main[key]})" for key, rank, value in differ)
+        what = "; ".join(
+            f"{key} of process {rank} ({value}) differs from the main process's ({main[key]})"
+            for key, rank, value in differ
+        )
         raise ConfigError(
             f"The {len(every)} processes would not run the same meta-training: {what}. Every process must "
             "see the same config, params, data and model files (and, with --resume, the same checkpoint "

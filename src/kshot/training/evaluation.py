@@ -42,7 +42,14 @@ def score_task(task: FixedTask, scores: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate_task(algorithm: MetaAlgorithm, task: FixedTask, steps: int, batch_size: int, seed: int, label_prior: np.ndarray | None = None) -> dict[str, float]:
+def evaluate_task(
+    algorithm: MetaAlgorithm,
+    task: FixedTask,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    label_prior: np.ndarray | None = None,
+) -> dict[str, float]:
     logits = adapted_logits(algorithm, task, steps, batch_size, seed)
     if label_prior is not None:
         classes = task_classes(task)
@@ -66,7 +73,9 @@ def evaluate_tasks(
     ``label_prior`` (see calibration.py) moves predictions from the support's prior to that prior.
     """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-    local = {t.name: evaluate_task(algorithm, t, steps, batch_size, seed, label_prior) for t in list(tasks)[rank::world]}
+    local = {
+        t.name: evaluate_task(algorithm, t, steps, batch_size, seed, label_prior) for t in list(tasks)[rank::world]
+    }
     if world > 1:
         from accelerate.utils import gather_object
 

@@ -38,10 +38,14 @@ def saved_params(model_dir: str | Path, overrides: dict[str, Any] | None = None)
 
 def _check_model_dir(model_dir: str | Path) -> None:
     if not Path(model_dir).exists():
-        raise ModelError(f"Model folder {model_dir} does not exist. Give the output_dir of `kshot train` or of `kshot adapt`.")
+        raise ModelError(
+            f"Model folder {model_dir} does not exist. Give the output_dir of `kshot train` or of `kshot adapt`."
+        )
 
 
-def evaluate_model(model_dir: str | Path, config: KshotConfig, params_overrides: dict[str, Any] | None = None, accelerator=None) -> dict[str, Any]:
+def evaluate_model(
+    model_dir: str | Path, config: KshotConfig, params_overrides: dict[str, Any] | None = None, accelerator=None
+) -> dict[str, Any]:
     """The few-shot protocol on ``config``'s test tasks: per task adapt a fresh copy, score the query."""
     _check_model_dir(model_dir)
     params = saved_params(model_dir, params_overrides)
@@ -54,7 +58,15 @@ def evaluate_model(model_dir: str | Path, config: KshotConfig, params_overrides:
     algorithm = build_algorithm(model, params, accelerator, tokenizer)
     algorithm.load_pretrained(str(model_dir))
     prior = saved_label_prior(model_dir, params)
-    return evaluate_tasks(algorithm, tasks.test, params.eval_inner_steps, params.eval_batch_size, params.seed, accelerator, label_prior=prior)
+    return evaluate_tasks(
+        algorithm,
+        tasks.test,
+        params.eval_inner_steps,
+        params.eval_batch_size,
+        params.seed,
+        accelerator,
+        label_prior=prior,
+    )
 
 
 def saved_label_prior(model_dir: str | Path, params: Params) -> np.ndarray | None:
@@ -63,7 +75,9 @@ def saved_label_prior(model_dir: str | Path, params: Params) -> np.ndarray | Non
     return np.asarray(prior, dtype=np.float64) if params.prior_calibration and prior is not None else None
 
 
-def read_labelled_file(path: str | Path, text_column: str = "text", label_column: str | None = "label") -> tuple[list[str], list[str] | None]:
+def read_labelled_file(
+    path: str | Path, text_column: str = "text", label_column: str | None = "label"
+) -> tuple[list[str], list[str] | None]:
     """Texts (and labels) from a CSV, JSON/JSONL or plain text file (one text per line, unlabelled)."""
     path = Path(path)
     if not path.is_file():
@@ -71,7 +85,9 @@ def read_labelled_file(path: str | Path, text_column: str = "text", label_column
     suffix = path.suffix.lower()
     if suffix == ".txt":
         if label_column is not None:
-            raise DataError(f"{path}: a .txt file holds no labels; give a CSV or JSONL file with '{text_column}' and '{label_column}' columns.")
+            raise DataError(
+                f"{path}: a .txt file holds no labels; give a CSV or JSONL file with '{text_column}' and '{label_column}' columns."
+            )
         texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not texts:
             raise DataError(f"{path} holds no texts.")
@@ -91,7 +107,9 @@ def read_labelled_file(path: str | Path, text_column: str = "text", label_column
     texts = ds[text_column]
     for i, t in enumerate(texts):
         if not isinstance(t, str) or not t.strip():
-            raise DataError(f"{path}, row {i + 1}: the text ('{text_column}') is empty. Remove the row or fill in the text.")
+            raise DataError(
+                f"{path}, row {i + 1}: the text ('{text_column}') is empty. Remove the row or fill in the text."
+            )
     labels = None
     if label_column:
         labels = [None if v is None else str(v) for v in ds[label_column]]
@@ -101,7 +119,13 @@ def read_labelled_file(path: str | Path, text_column: str = "text", label_column
     return [t.strip() for t in texts], labels
 
 
-def adapt_model(model_dir: str | Path, support_file: str | Path, out_dir: str | Path, steps: int | None = None, params_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def adapt_model(
+    model_dir: str | Path,
+    support_file: str | Path,
+    out_dir: str | Path,
+    steps: int | None = None,
+    params_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Fine-tune a saved model on a few labelled examples and save a standard Hugging Face folder."""
     _check_model_dir(model_dir)
     texts, labels = read_labelled_file(support_file)
@@ -120,7 +144,13 @@ def adapt_model(model_dir: str | Path, support_file: str | Path, out_dir: str | 
     else:
         model = probe
     ids = {n: i for i, n in enumerate(label_names)}
-    support = TaskExamples(name="support", domain="user", texts=texts, labels=np.array([ids[lab] for lab in labels]), source=str(support_file))
+    support = TaskExamples(
+        name="support",
+        domain="user",
+        texts=texts,
+        labels=np.array([ids[lab] for lab in labels]),
+        source=str(support_file),
+    )
     tokenize_examples(support, tokenizer, params.max_length)
     algorithm = build_algorithm(model, params, accelerator, tokenizer)
     algorithm.load_pretrained(str(model_dir))
@@ -154,7 +184,9 @@ def adapt_model(model_dir: str | Path, support_file: str | Path, out_dir: str | 
 
 
 @torch.no_grad()
-def predict_texts(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None) -> list[dict[str, Any]]:
+def predict_texts(
+    model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None
+) -> list[dict[str, Any]]:
     """Label and probability for each text, with any saved sequence classifier."""
     _check_model_dir(model_dir)
     tokenizer = load_tokenizer(str(model_dir))

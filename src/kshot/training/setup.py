@@ -33,13 +33,13 @@ def build_tasks(config: KshotConfig, params: Params, tokenizer, with_training: b
     if collection.validation and with_training:
         validation += EpisodeSampler(
             collection.validation, params, label_names, stream="validation", skip_small=collection.validation_is_default
-        ).fixed_tasks(
-            params.eval_tasks, config.data.eval_query_size
-        )
+        ).fixed_tasks(params.eval_tasks, config.data.eval_query_size)
     test = list(collection.test)
     if collection.test_pool:
         count = len(collection.test_pool) * config.data.eval_episodes
-        test += EpisodeSampler(collection.test_pool, params, label_names, stream="test").fixed_tasks(count, config.data.eval_query_size)
+        test += EpisodeSampler(collection.test_pool, params, label_names, stream="test").fixed_tasks(
+            count, config.data.eval_query_size
+        )
     return RunTasks(collection, collection.train, sampler, validation, test)
 
 

@@ -43,7 +43,9 @@ class MetaTrainer:
     >>> result = MetaTrainer(load_config("config.yaml"), load_params("params.yaml")).train()
     """
 
-    def __init__(self, config: KshotConfig, params: Params, callbacks: list[TrainerCallback] | None = None, accelerator=None):
+    def __init__(
+        self, config: KshotConfig, params: Params, callbacks: list[TrainerCallback] | None = None, accelerator=None
+    ):
         self.config = config
         self.params = params
         self.accelerator = accelerator or make_accelerator(params)
@@ -63,7 +65,9 @@ class MetaTrainer:
         self._restore(resume)
         if self.accelerator.num_processes > 1:
             state = self.algorithm.state_dict()
-            verify_processes_agree(self.accelerator, run_fingerprint(self.config, p, self.tasks, state, self.start_step))
+            verify_processes_agree(
+                self.accelerator, run_fingerprint(self.config, p, self.tasks, state, self.start_step)
+            )
         if main:
             self.callbacks.on_train_begin(self)
         t0 = time.perf_counter() - self.train_seconds
@@ -92,8 +96,13 @@ class MetaTrainer:
         if step != self.last_checkpoint_step:
             self._checkpoint(step, self.train_seconds)
         result = TrainResult(
-            output_dir=str(self.output_dir), steps=step, best_step=self.best_step, best_metric=self.best_metric,
-            validation=self.history, train_seconds=self.train_seconds, stopped_early=stopped,
+            output_dir=str(self.output_dir),
+            steps=step,
+            best_step=self.best_step,
+            best_metric=self.best_metric,
+            validation=self.history,
+            train_seconds=self.train_seconds,
+            stopped_early=stopped,
         )
         if p.test_after_train and self.tasks.test and not stopped:
             result.test = self.test()
@@ -106,7 +115,15 @@ class MetaTrainer:
         """Evaluate the best meta-parameters on the test tasks."""
         current = copy.deepcopy(self.algorithm.state_dict())
         self.algorithm.load_state_dict(self.best_state)
-        results = evaluate_tasks(self.algorithm, self.tasks.test, self.params.eval_inner_steps, self.params.eval_batch_size, self.params.seed, self.accelerator, label_prior=self.label_prior)
+        results = evaluate_tasks(
+            self.algorithm,
+            self.tasks.test,
+            self.params.eval_inner_steps,
+            self.params.eval_batch_size,
+            self.params.seed,
+            self.accelerator,
+            label_prior=self.label_prior,
+        )
         self.algorithm.load_state_dict(current)
         if self.accelerator.is_main_process:
             self.callbacks.on_evaluate(self, self.best_step, "test", results)
@@ -146,7 +163,11 @@ class MetaTrainer:
                 f"({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}). Use the same params, or another output_dir."
             )
         self.algorithm.load_state_dict(state["algorithm"])
-        self.best_state, self.best_metric, self.best_step = state["best_state"], state["best_metric"], state["best_step"]
+        self.best_state, self.best_metric, self.best_step = (
+            state["best_state"],
+            state["best_metric"],
+            state["best_step"],
+        )
         self.history = state["history"]
         self.train_seconds = state.get("train_seconds", 0.0)
         self.start_step = state["step"]
@@ -159,7 +180,15 @@ class MetaTrainer:
 
     def _validate(self, step: int) -> None:
         p = self.params
-        results = evaluate_tasks(self.algorithm, self.tasks.validation, p.eval_inner_steps, p.eval_batch_size, p.seed, self.accelerator, label_prior=self.label_prior)
+        results = evaluate_tasks(
+            self.algorithm,
+            self.tasks.validation,
+            p.eval_inner_steps,
+            p.eval_batch_size,
+            p.seed,
+            self.accelerator,
+            label_prior=self.label_prior,
+        )
         self.history.append({"step": step, **results})
         if self.accelerator.is_main_process:
             self.callbacks.on_evaluate(self, step, "validation", results)
@@ -168,7 +197,9 @@ class MetaTrainer:
             self._keep_best(step, metric, validation=results)
 
     def _keep_best(self, step: int, metric: float | None, validation: dict | None = None) -> None:
-        self.best_state = copy.deepcopy({k: v for k, v in self.algorithm.state_dict().items() if k != "outer_optimizer"})
+        self.best_state = copy.deepcopy(
+            {k: v for k, v in self.algorithm.state_dict().items() if k != "outer_optimizer"}
+        )
         self.best_metric, self.best_step = metric, step
         self._save_best_model(extra_results={"validation": validation} if validation else {})
 

@@ -35,11 +35,15 @@ logger = logging.getLogger(__name__)
 def check_params(params) -> None:
     """Errors for settings only this algorithm reads (the shared ones are checked by Params)."""
     if params.k_query < 1:
-        raise ConfigError("learned_optimizer learns from the query loss after adaptation; set params.k_query to 1 or more.")
+        raise ConfigError(
+            "learned_optimizer learns from the query loss after adaptation; set params.k_query to 1 or more."
+        )
     if params.lopt_truncate is not None and params.lopt_truncate < 1:
         raise ConfigError(f"'params.lopt_truncate' must be at least 1 or null, got {params.lopt_truncate}.")
     if params.lopt_checkpoint_segment < 0:
-        raise ConfigError(f"'params.lopt_checkpoint_segment' must be 0 (off) or more, got {params.lopt_checkpoint_segment}.")
+        raise ConfigError(
+            f"'params.lopt_checkpoint_segment' must be 0 (off) or more, got {params.lopt_checkpoint_segment}."
+        )
     for key in ("lopt_lr", "meta_lr", "lopt_path_loss_weight"):
         if getattr(params, key) < 0:
             raise ConfigError(f"'params.{key}' must be 0 or more, got {getattr(params, key)}.")
@@ -50,8 +54,12 @@ def check_params(params) -> None:
 def lopt_config(params) -> LoptConfig:
     try:
         return LoptConfig(
-            kind=params.lopt_kind, hidden=params.lopt_hidden, max_step=params.lopt_max_step, init_rule=params.inner_optimizer,
-            init_lr=params.inner_lr, per_tensor_scales=params.lopt_per_tensor_scales,
+            kind=params.lopt_kind,
+            hidden=params.lopt_hidden,
+            max_step=params.lopt_max_step,
+            init_rule=params.inner_optimizer,
+            init_lr=params.inner_lr,
+            per_tensor_scales=params.lopt_per_tensor_scales,
         )
     except ConfigError as err:
         raise ConfigError(f"params (lopt_kind, lopt_hidden, lopt_max_step, inner_lr): {err}") from None
@@ -81,21 +89,31 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
     @property
     def options(self) -> UnrollOptions:
         p = self.params
-        return UnrollOptions(first_order=p.first_order, truncate=p.lopt_truncate, checkpoint_segment=p.lopt_checkpoint_segment,
-            checkpoint_network=p.lopt_checkpoint_segment > 0, path_loss_weight=p.lopt_path_loss_weight)
+        return UnrollOptions(
+            first_order=p.first_order,
+            truncate=p.lopt_truncate,
+            checkpoint_segment=p.lopt_checkpoint_segment,
+            checkpoint_network=p.lopt_checkpoint_segment > 0,
+            path_loss_weight=p.lopt_path_loss_weight,
+        )
 
     def _set_lopt(self, lopt: LearnedOptimizer) -> None:
         """Use ``lopt`` (scales for this model's tensors added) and build fresh outer optimizers."""
         lopt.add_tensor_names(self.names)
         self.lopt = lopt.to(self.device)
-        self.init_optimizer = torch.optim.Adam(list(self.meta.values()), lr=self.params.meta_lr) if self.params.lopt_meta_init else None
+        self.init_optimizer = (
+            torch.optim.Adam(list(self.meta.values()), lr=self.params.meta_lr) if self.params.lopt_meta_init else None
+        )
         self.lopt_optimizer = torch.optim.Adam(self.lopt.parameters(), lr=self.params.lopt_lr)
 
     # ------------------------------------------------------------------ batches
     def _support(self, support: TaskExamples, steps: int, seed: int) -> list[dict[str, torch.Tensor]]:
         torch.manual_seed(seed)  # dropout masks: a function of the episode, not of the process
         rng = np.random.default_rng(seed)
-        return [to_device(b, self.device) for b in support_batches(support, steps, self.params.inner_batch_size, self.pad_token_id, rng)]
+        return [
+            to_device(b, self.device)
+            for b in support_batches(support, steps, self.params.inner_batch_size, self.pad_token_id, rng)
+        ]
 
     def _query(self, query: TaskExamples) -> list[tuple[dict[str, torch.Tensor], float]]:
         chunks = []
@@ -104,7 +122,9 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
         return chunks
 
     # ------------------------------------------------------------------ meta-training
-    def meta_step(self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0) -> dict[str, float]:
+    def meta_step(
+        self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
+    ) -> dict[str, float]:
         p = self.params
         self.model.train()
         init_grads = [torch.zeros_like(t) for t in self.meta.values()]
@@ -112,7 +132,15 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
         support_losses, query_losses = [], []
         for ep in episodes:
             support = self._support(ep.support, p.inner_steps, ep.seed)
-            result = meta_gradients(self.lopt, self.loss_fn, self.meta, support, self._query(ep.query), self.options, want_init=p.lopt_meta_init)
+            result = meta_gradients(
+                self.lopt,
+                self.loss_fn,
+                self.meta,
+                support,
+                self._query(ep.query),
+                self.options,
+                want_init=p.lopt_meta_init,
+            )
             if result.init is not None:
                 torch._foreach_add_(init_grads, list(result.init.values()))
             torch._foreach_add_(lopt_grads, result.lopt)
@@ -120,24 +148,40 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
             query_losses.append(result.query_loss)
         grads = sum_across_processes(self.accelerator, init_grads + lopt_grads)
         torch._foreach_div_(grads, float(total_tasks))
-        applied = self.apply_meta_gradients(grads[: len(init_grads)], grads[len(init_grads):], lr_scale, step)
+        applied = self.apply_meta_gradients(grads[: len(init_grads)], grads[len(init_grads) :], lr_scale, step)
         self.reset()
-        metrics = {"loss": float(np.mean(query_losses)), "support_loss": float(np.mean(support_losses)) if p.inner_steps else float("nan")}
+        metrics = {
+            "loss": float(np.mean(query_losses)),
+            "support_loss": float(np.mean(support_losses)) if p.inner_steps else float("nan"),
+        }
         metrics = reduce_mean(self.accelerator, metrics)
         metrics["skipped"] = 0.0 if applied else 1.0
         metrics["lopt_lr"] = math.exp(float(self.lopt.log_lr.detach()))
         return metrics
 
-    def apply_meta_gradients(self, init_grads: list[torch.Tensor], lopt_grads: list[torch.Tensor], lr_scale: float = 1.0, step: int = -1) -> bool:
+    def apply_meta_gradients(
+        self, init_grads: list[torch.Tensor], lopt_grads: list[torch.Tensor], lr_scale: float = 1.0, step: int = -1
+    ) -> bool:
         """One Adam step on θ and on φ; False (nothing changed, a warning logged) if any gradient is
         NaN or infinite, which would otherwise poison every later step."""
         everything = list(init_grads) + list(lopt_grads)
         finite = bool(torch.stack([torch.isfinite(g).all() for g in everything]).all()) if everything else True
         if not finite:
-            bad = [n for n, g in zip(self.names + [n for n, _ in self.lopt.named_parameters()], everything) if not torch.isfinite(g).all()]
-            logger.warning("learned_optimizer step %d: non-finite meta-gradient in %s; the update is skipped.", step + 1, ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+            bad = [
+                n
+                for n, g in zip(self.names + [n for n, _ in self.lopt.named_parameters()], everything)
+                if not torch.isfinite(g).all()
+            ]
+            logger.warning(
+                "learned_optimizer step %d: non-finite meta-gradient in %s; the update is skipped.",
+                step + 1,
+                ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""),
+            )
             return False
-        pairs = [(self.init_optimizer, list(self.meta.values()), init_grads, self.params.meta_lr), (self.lopt_optimizer, list(self.lopt.parameters()), lopt_grads, self.params.lopt_lr)]
+        pairs = [
+            (self.init_optimizer, list(self.meta.values()), init_grads, self.params.meta_lr),
+            (self.lopt_optimizer, list(self.lopt.parameters()), lopt_grads, self.params.lopt_lr),
+        ]
         for optimizer, tensors, grads, lr in pairs:
             if optimizer is None:
                 continue
@@ -166,10 +210,12 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
             "lopt": lopt_state(self.lopt),
             # One key for both optimizers: the trainer leaves "outer_optimizer" out of best-model copies.
             # Copied: an optimizer's state_dict shares its moment tensors, which the next step updates.
-            "outer_optimizer": copy.deepcopy({
-                "init": self.init_optimizer.state_dict() if self.init_optimizer is not None else None,
-                "lopt": self.lopt_optimizer.state_dict(),
-            }),
+            "outer_optimizer": copy.deepcopy(
+                {
+                    "init": self.init_optimizer.state_dict() if self.init_optimizer is not None else None,
+                    "lopt": self.lopt_optimizer.state_dict(),
+                }
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -200,7 +246,11 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
             trained_with = (read_kshot_meta(model_dir) or {}).get("algorithm")
             if trained_with == self.name:
                 load_lopt(model_dir)  # raises: the files this model was saved with are gone
-            logger.warning("%s holds no learned optimizer: adapting with the untrained rule (%s at inner_lr).", model_dir, self.params.inner_optimizer)
+            logger.warning(
+                "%s holds no learned optimizer: adapting with the untrained rule (%s at inner_lr).",
+                model_dir,
+                self.params.inner_optimizer,
+            )
             return
         self._set_lopt(load_lopt(source))
 

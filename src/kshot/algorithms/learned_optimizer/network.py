@@ -53,7 +53,9 @@ class LoptConfig:
         if self.hidden < 1:
             raise ConfigError(f"The learned optimizer's hidden size must be at least 1, got {self.hidden}.")
         if self.max_step is not None and not self.max_step > 0:
-            raise ConfigError(f"The learned optimizer's max_step must be positive or null (unbounded), got {self.max_step}.")
+            raise ConfigError(
+                f"The learned optimizer's max_step must be positive or null (unbounded), got {self.max_step}."
+            )
         if not self.init_lr > 0:
             raise ConfigError(f"The learned optimizer's starting learning rate must be positive, got {self.init_lr}.")
 
@@ -65,14 +67,18 @@ class LoptConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"Unknown learned optimizer setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+            raise ConfigError(
+                f"Unknown learned optimizer setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}."
+            )
         return cls(**data)
 
 
 def log_sign(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log|x|/p, sign x) for |x| ≥ e^-p, else (−1, e^p·x): bounded, scale-free features."""
     big = x.abs() >= math.exp(-_LOG_CLIP)
-    magnitude = torch.where(big, torch.log(x.abs().clamp_min(math.exp(-_LOG_CLIP))) / _LOG_CLIP, torch.full_like(x, -1.0))
+    magnitude = torch.where(
+        big, torch.log(x.abs().clamp_min(math.exp(-_LOG_CLIP))) / _LOG_CLIP, torch.full_like(x, -1.0)
+    )
     sign = torch.where(big, torch.sign(x), x * math.exp(_LOG_CLIP))
     return magnitude, sign
 
@@ -132,7 +138,9 @@ class LearnedOptimizer(nn.Module):
             slots[name] = moments
         return slots
 
-    def _direction(self, feats: torch.Tensor, hc: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def _direction(
+        self, feats: torch.Tensor, hc: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         if self.config.kind == "mlp":
             return self.out(self.body(feats)).squeeze(-1), ()
         h, c = self.body(feats, hc)
@@ -144,7 +152,13 @@ class LearnedOptimizer(nn.Module):
         return (learned, *hc)
 
     def update(
-        self, name: str, theta: torch.Tensor, grad: torch.Tensor, slots: tuple[torch.Tensor, ...], t: int, detach_inputs: bool = False,
+        self,
+        name: str,
+        theta: torch.Tensor,
+        grad: torch.Tensor,
+        slots: tuple[torch.Tensor, ...],
+        t: int,
+        detach_inputs: bool = False,
         recompute: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """One step for one tensor; ``t`` counts steps from 1. ``detach_inputs``: first-order
@@ -174,12 +188,19 @@ class LearnedOptimizer(nn.Module):
         return theta - step, (m, v, *hc)
 
     def step(
-        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], slots: dict[str, tuple], t: int, detach_inputs: bool = False,
+        self,
+        params: dict[str, torch.Tensor],
+        grads: dict[str, torch.Tensor],
+        slots: dict[str, tuple],
+        t: int,
+        detach_inputs: bool = False,
         recompute: bool = False,
     ) -> tuple[dict[str, torch.Tensor], dict[str, tuple]]:
         new_params, new_slots = {}, {}
         for name, theta in params.items():
-            new_params[name], new_slots[name] = self.update(name, theta, grads[name], slots[name], t, detach_inputs, recompute)
+            new_params[name], new_slots[name] = self.update(
+                name, theta, grads[name], slots[name], t, detach_inputs, recompute
+            )
         return new_params, new_slots
 
     # ------------------------------------------------------------------ set-ups used by tests and users

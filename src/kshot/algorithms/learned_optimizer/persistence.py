@@ -20,7 +20,10 @@ def lopt_files(lopt: LearnedOptimizer) -> dict:
     def write_weights(path: Path) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in lopt.state_dict().items()}, str(path))
 
-    return {WEIGHTS_FILE: write_weights, CONFIG_FILE: {"config": lopt.config.to_dict(), "tensor_names": list(lopt.scale_names)}}
+    return {
+        WEIGHTS_FILE: write_weights,
+        CONFIG_FILE: {"config": lopt.config.to_dict(), "tensor_names": list(lopt.scale_names)},
+    }
 
 
 def has_lopt(folder: str | Path) -> bool:
@@ -51,7 +54,11 @@ def load_lopt(folder: str | Path) -> LearnedOptimizer:
 
 def lopt_state(lopt: LearnedOptimizer) -> dict:
     """The learned optimizer as plain data (for training checkpoints)."""
-    return {"config": lopt.config.to_dict(), "tensor_names": list(lopt.scale_names), "weights": {k: v.detach().cpu().clone() for k, v in lopt.state_dict().items()}}
+    return {
+        "config": lopt.config.to_dict(),
+        "tensor_names": list(lopt.scale_names),
+        "weights": {k: v.detach().cpu().clone() for k, v in lopt.state_dict().items()},
+    }
 
 
 def lopt_from_state(state: dict) -> LearnedOptimizer:

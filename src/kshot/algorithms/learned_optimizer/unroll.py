@@ -59,8 +59,19 @@ class MetaGradients:
     support_loss: float
 
 
-def inner_step(lopt: LearnedOptimizer, loss_fn: LossFn, params: Params, slots: Slots, batch: Batch, t: int, *,
-               track: bool, first_order: bool, loss_graph: bool = False, recompute: bool = False) -> tuple[Params, Slots, torch.Tensor]:
+def inner_step(
+    lopt: LearnedOptimizer,
+    loss_fn: LossFn,
+    params: Params,
+    slots: Slots,
+    batch: Batch,
+    t: int,
+    *,
+    track: bool,
+    first_order: bool,
+    loss_graph: bool = False,
+    recompute: bool = False,
+) -> tuple[Params, Slots, torch.Tensor]:
     """One step of the learned optimizer on ``batch`` (``t`` counts from 1).
 
     ``track``: record autograd history for meta-gradients; ``loss_graph``: keep the loss attached to
@@ -84,7 +95,9 @@ def inner_step(lopt: LearnedOptimizer, loss_fn: LossFn, params: Params, slots: S
 
 
 @torch.no_grad()
-def adapt_params(lopt: LearnedOptimizer, loss_fn: LossFn, params: Params, batches: Sequence[Batch]) -> tuple[Params, list[float]]:
+def adapt_params(
+    lopt: LearnedOptimizer, loss_fn: LossFn, params: Params, batches: Sequence[Batch]
+) -> tuple[Params, list[float]]:
     """Train ``params`` with the learned optimizer on ``batches`` (one step each); no meta-gradient."""
     slots = lopt.init_slots(params)
     params = {n: p.detach() for n, p in params.items()}
@@ -160,7 +173,15 @@ def meta_gradients(
         path = torch.zeros((), device=device)
         for t in range(first + 1, last + 1):
             params, slots, loss = inner_step(
-                lopt, loss_fn, params, slots, support[t - 1], t, track=track, first_order=first_order, loss_graph=loss_graph,
+                lopt,
+                loss_fn,
+                params,
+                slots,
+                support[t - 1],
+                t,
+                track=track,
+                first_order=first_order,
+                loss_graph=loss_graph,
                 recompute=options.checkpoint_network,
             )
             path = path + loss
@@ -190,19 +211,28 @@ def meta_gradients(
         if not outs:
             return [None] * len(leaf_params), [None] * (len(inputs) - len(leaf_params))
         grads = torch.autograd.grad(outs, wanted + phi, adjs, allow_unused=True)
-        for acc, g in zip(phi_grads, grads[len(wanted):]):
+        for acc, g in zip(phi_grads, grads[len(wanted) :]):
             if g is not None:
                 acc.add_(g)
         it = iter(grads[: len(wanted)])
         full = [next(it) if x.requires_grad else None for x in inputs]
-        return full[: len(leaf_params)], full[len(leaf_params):]
+        return full[: len(leaf_params)], full[len(leaf_params) :]
 
     if len(bounds) == 1:
         # No checkpointing: one recorded pass, one backward pass.
         leaf_params, leaf_slots = _leaves(params, slots, slots_need_grad)
         out_params, out_slots, path = run_segment(leaf_params, leaf_slots, start, steps, track=True)
         q = query_loss(loss_fn, out_params, query)
-        adj_params, _ = pull_back(leaf_params, leaf_slots, out_params, out_slots, path, [None] * len(out_params), [None] * len(_flat({}, out_slots)), q=q)
+        adj_params, _ = pull_back(
+            leaf_params,
+            leaf_slots,
+            out_params,
+            out_slots,
+            path,
+            [None] * len(out_params),
+            [None] * len(_flat({}, out_slots)),
+            q=q,
+        )
         mean_support = (sum(losses) + float(path.detach())) / max(steps, 1)
     else:
         saved = []
@@ -219,7 +249,9 @@ def meta_gradients(
             _set_rng_state(rng, device)
             leaf_params, leaf_slots = _leaves(p_in, s_in, slots_need_grad)
             out_params, out_slots, path = run_segment(leaf_params, leaf_slots, first, last, track=True)
-            adj_params, adj_slots = pull_back(leaf_params, leaf_slots, out_params, out_slots, path, adj_params, adj_slots)
+            adj_params, adj_slots = pull_back(
+                leaf_params, leaf_slots, out_params, out_slots, path, adj_params, adj_slots
+            )
         _set_rng_state(end_rng, device)
         mean_support = sum(losses) / max(steps, 1)
     init_grads = None

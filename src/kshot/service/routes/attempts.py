@@ -17,8 +17,13 @@ NOT_FOUND = {404: {"description": "No attempt with this id or name."}}
 UNAUTHORIZED = {401: {"description": "Missing or wrong bearer token."}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=AttemptPublic, dependencies=[Authorized],
-             responses={409: {"description": "The name is taken."}, **UNAUTHORIZED})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AttemptPublic,
+    dependencies=[Authorized],
+    responses={409: {"description": "The name is taken."}, **UNAUTHORIZED},
+)
 def create_attempt(body: AttemptCreate, store: StoreDep) -> AttemptPublic:
     """Record an attempt (e.g. one run elsewhere). The service does not run it: use POST /train or /test for that."""
     return AttemptPublic.of(store.create_attempt(body.name, body.kind, body.command.model_dump(), status=body.status))
@@ -34,7 +39,9 @@ def list_attempts(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AttemptPage:
-    items, total = store.list_attempts(status=status_, kind=kind, name_contains=q, sort=sort, offset=offset, limit=limit)
+    items, total = store.list_attempts(
+        status=status_, kind=kind, name_contains=q, sort=sort, offset=offset, limit=limit
+    )
     return AttemptPage(items=[AttemptPublic.of(a) for a in items], total=total, offset=offset, limit=limit)
 
 
@@ -52,7 +59,9 @@ def get_attempt(key: KeyPath, store: StoreDep) -> AttemptPublic:
     return AttemptPublic.of(attempt_or_404(store, key))
 
 
-@router.patch("/{key}", response_model=AttemptPublic, dependencies=[Authorized], responses={**NOT_FOUND, **UNAUTHORIZED})
+@router.patch(
+    "/{key}", response_model=AttemptPublic, dependencies=[Authorized], responses={**NOT_FOUND, **UNAUTHORIZED}
+)
 def update_attempt(key: KeyPath, body: AttemptUpdate, store: StoreDep) -> AttemptPublic:
     record = attempt_or_404(store, key)
     fields = body.fields()
@@ -62,8 +71,13 @@ def update_attempt(key: KeyPath, body: AttemptUpdate, store: StoreDep) -> Attemp
     return AttemptPublic.of(store.update_attempt(record.id, **fields))
 
 
-@router.post("/{key}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=AttemptPublic, dependencies=[Authorized],
-             responses={**NOT_FOUND, **UNAUTHORIZED, 409: {"description": "The attempt has already finished."}})
+@router.post(
+    "/{key}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AttemptPublic,
+    dependencies=[Authorized],
+    responses={**NOT_FOUND, **UNAUTHORIZED, 409: {"description": "The attempt has already finished."}},
+)
 def cancel_attempt(key: KeyPath, store: StoreDep) -> AttemptPublic:
     """Cancel a queued attempt at once, or ask a running one to stop after its current step."""
     record = attempt_or_404(store, key)

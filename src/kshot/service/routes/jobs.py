@@ -32,9 +32,16 @@ def start_test(body: TestRequest, store: StoreDep, queue: QueueDep, settings: Se
     return AttemptPublic.of(submit(store, queue, "test", name, test_command(body, name, settings, store)))
 
 
-@router.post("/attempts/{key}/resume", status_code=status.HTTP_202_ACCEPTED, response_model=AttemptPublic,
-             responses={**RESPONSES, 404: {"description": "No attempt with this id or name."},
-                        409: {"description": "Not a failed or cancelled training attempt."}})
+@router.post(
+    "/attempts/{key}/resume",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AttemptPublic,
+    responses={
+        **RESPONSES,
+        404: {"description": "No attempt with this id or name."},
+        409: {"description": "Not a failed or cancelled training attempt."},
+    },
+)
 def resume_training(key: KeyPath, store: StoreDep, queue: QueueDep) -> AttemptPublic:
     """Queue a failed (e.g. interrupted) or cancelled training again; it continues from its last checkpoint."""
     return AttemptPublic.of(resume(store, queue, attempt_or_404(store, key)))

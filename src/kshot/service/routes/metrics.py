@@ -38,8 +38,13 @@ def read_evaluations(key: KeyPath, store: StoreDep) -> list[EvaluationPublic]:
 
 @router.get(
     "/{key}/events",
-    responses={**NOT_FOUND, 200: {"description": "Server-sent events: step, evaluation, status; the stream ends with 'end'.",
-                                  "content": {"text/event-stream": {}}}},
+    responses={
+        **NOT_FOUND,
+        200: {
+            "description": "Server-sent events: step, evaluation, status; the stream ends with 'end'.",
+            "content": {"text/event-stream": {}},
+        },
+    },
 )
 async def follow(
     key: KeyPath,

@@ -12,7 +12,9 @@ from .jobs import check_config, check_params
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 Kind = Literal["train", "test"]
-SortKey = Literal["created_at", "-created_at", "updated_at", "-updated_at", "name", "-name", "status", "-status", "id", "-id"]
+SortKey = Literal[
+    "created_at", "-created_at", "updated_at", "-updated_at", "name", "-name", "status", "-status", "id", "-id"
+]
 
 
 class AttemptCommand(BaseModel):
@@ -20,8 +22,12 @@ class AttemptCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    config: dict[str, Any] = Field(default_factory=dict, description="config.yaml as JSON (data, model, output_dir, logging).")
-    params: dict[str, Any] = Field(default_factory=dict, description="params.yaml as JSON, or a test's param overrides.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="config.yaml as JSON (data, model, output_dir, logging)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="params.yaml as JSON, or a test's param overrides."
+    )
     model: str | None = Field(None, max_length=4096, description="The model folder a test attempt evaluates.")
 
     @field_validator("config")
@@ -54,8 +60,10 @@ class AttemptUpdate(BaseModel):
     status: Status | None = None
     n_steps: int | None = Field(None, ge=0, le=10**9, description="Outer steps run so far.")
     error: str | None = Field(None, max_length=10_000)
-    metrics: dict[str, float] | None = Field(None, description="Final metrics, e.g. {\"accuracy\": 0.83, \"macro_f1\": 0.81}.")
-    artefacts: dict[str, str] | None = Field(None, description="Named artefact paths, e.g. {\"model\": \"runs/a/\"}.")
+    metrics: dict[str, float] | None = Field(
+        None, description='Final metrics, e.g. {"accuracy": 0.83, "macro_f1": 0.81}.'
+    )
+    artefacts: dict[str, str] | None = Field(None, description='Named artefact paths, e.g. {"model": "runs/a/"}.')
 
     @field_validator("metrics")
     @classmethod

@@ -15,14 +15,18 @@ NAME_RE = re.compile(NAME_PATTERN)
 
 def _check_name(value: str) -> str:
     if not NAME_RE.match(value):
-        raise ValueError("a name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, and not all digits")
+        raise ValueError(
+            "a name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, and not all digits"
+        )
     return value
 
 
 AttemptName = Annotated[
     str,
     Field(
-        min_length=1, max_length=128, description="Unique name: letters, digits, '.', '_', '-'; not all digits.",
+        min_length=1,
+        max_length=128,
+        description="Unique name: letters, digits, '.', '_', '-'; not all digits.",
         examples=["reptile-lr1e-3"],
         # In the schema for clients and fuzzers; checked by _check_name (pydantic's regex engine has no look-ahead).
         json_schema_extra={"pattern": NAME_PATTERN},

@@ -59,6 +59,7 @@ def check_params(raw: dict[str, Any]) -> dict[str, Any]:
 ConfigBody = Annotated[dict[str, Any], AfterValidator(check_config)]
 ParamsBody = Annotated[dict[str, Any], AfterValidator(check_params)]
 
+
 class TrainRequest(BaseModel):
     """Meta-train in the background; the attempt is returned at once, queued."""
 
@@ -77,14 +78,23 @@ class TestRequest(BaseModel):
 
     name: AttemptName | None = Field(None, description="Unique attempt name; default test-<time>-<random>.")
     model: str | None = Field(
-        None, min_length=1, max_length=4096, description="Model folder under the allowed roots or the output root, or a model registry name.",
+        None,
+        min_length=1,
+        max_length=4096,
+        description="Model folder under the allowed roots or the output root, or a model registry name.",
     )
-    attempt: AttemptName | AttemptId | None = Field(None, description="Or: the name or id of a completed training attempt, whose model is tested.")
-    config: ConfigBody = Field(default_factory=dict, description="config.yaml as JSON; its data section names the test tasks.")
-    params: ParamsBody = Field(default_factory=dict, description="Param overrides, e.g. {\"eval_inner_steps\": 20}.")
+    attempt: AttemptName | AttemptId | None = Field(
+        None, description="Or: the name or id of a completed training attempt, whose model is tested."
+    )
+    config: ConfigBody = Field(
+        default_factory=dict, description="config.yaml as JSON; its data section names the test tasks."
+    )
+    params: ParamsBody = Field(default_factory=dict, description='Param overrides, e.g. {"eval_inner_steps": 20}.')
 
     @model_validator(mode="after")
     def _one_model(self):
         if (self.model is None) == (self.attempt is None):
-            raise ValueError("give exactly one of 'model' (a folder or registry name) and 'attempt' (a training attempt)")
+            raise ValueError(
+                "give exactly one of 'model' (a folder or registry name) and 'attempt' (a training attempt)"
+            )
         return self

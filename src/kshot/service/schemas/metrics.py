@@ -30,6 +30,10 @@ class EvaluationPublic(BaseModel):
     @classmethod
     def of(cls, record) -> EvaluationPublic:
         return cls(
-            step=record.step, split=record.split, task=record.task, accuracy=finite_or_none(record.accuracy),
-            macro_f1=finite_or_none(record.macro_f1), n_query=record.n_query,
+            step=record.step,
+            split=record.split,
+            task=record.task,
+            accuracy=finite_or_none(record.accuracy),
+            macro_f1=finite_or_none(record.macro_f1),
+            n_query=record.n_query,
         )

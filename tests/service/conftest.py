@@ -65,3 +65,13 @@ def wait_finished(client, attempt_id: int, timeout: float = 120) -> dict:
         return attempt if attempt["status"] in ("completed", "failed", "cancelled") else None
 
     return wait_for(finished, timeout, interval=0.3, what=f"attempt {attempt_id} to finish")
+
+
+def pytest_terminal_summary(terminalreporter):
+    from .tally import summary
+
+    lines = summary()
+    if lines:
+        terminalreporter.section("service: attacks, faults, load")
+        for line in lines:
+            terminalreporter.write_line(line)

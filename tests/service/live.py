@@ -26,7 +26,8 @@ def require_program(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
         pytest.fail(
-            f"{name} is not installed: run scripts/services.sh (apt-get install {package}), or set KSHOT_SKIP_SERVICES=1."
+            f"{name} is not installed: run scripts/services.sh (apt-get install {package}), "
+            "or set KSHOT_SKIP_SERVICES=1."
         )
     return path
 

@@ -46,7 +46,10 @@ def browser():
 def _query(browser, selector: str, attribute: str | None = None):
     """An element's attribute (or text) read in one script call: the page redraws the list and the
     charts as data arrives, so a held element reference would go stale."""
-    script = "const e = document.querySelector(arguments[0]); return e ? (arguments[1] ? e.getAttribute(arguments[1]) : e.textContent) : null;"
+    script = (
+        "const e = document.querySelector(arguments[0]); "
+        "return e ? (arguments[1] ? e.getAttribute(arguments[1]) : e.textContent) : null;"
+    )
     return browser.execute_script(script, selector, attribute)
 
 

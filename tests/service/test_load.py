@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 
+from . import tally
 from .conftest import train_body, wait_finished
 from .live import wait_for
 
@@ -47,6 +48,8 @@ def test_the_api_stays_responsive_during_training_and_loses_no_step(live, servic
 
         responses = asyncio.run(_burst(live, attempt["id"]))
         failed = [(r.request.method, str(r.request.url), r.status_code) for r in responses if not r.is_success]
+        tally.tried("requests", len(responses))
+        tally.held("requests", len(failed))  # the table's column for requests counts failures
         assert not failed, failed[:10]
         assert len(responses) == CONCURRENT
         # The burst overlapped the job: some of its own reads of the attempt saw it running.

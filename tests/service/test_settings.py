@@ -55,7 +55,7 @@ def settings(tmp_path):
         ("default", "default"),
         ("mine", "/models/mine"),
         ("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"),
-        ("bert-base-uncased", "bert-base-uncased"),
+        ("google-bert/bert-base-uncased", "google-bert/bert-base-uncased"),
     ],
 )
 def test_models_by_registry_name_or_hub_id(settings, value, expected):
@@ -63,7 +63,17 @@ def test_models_by_registry_name_or_hub_id(settings, value, expected):
 
 
 @pytest.mark.parametrize(
-    "value", ["/etc", "../../etc/passwd", "~/secrets", "os.system('id')", "a/b/c", "a/../../b", "x;rm -rf /"]
+    "value",
+    [
+        "/etc",
+        "../../etc/passwd",
+        "~/secrets",
+        "os.system('id')",
+        "a/b/c",
+        "a/../../b",
+        "x;rm -rf /",
+        "bert-base-uncased",
+    ],
 )
 def test_models_outside_the_roots_or_not_a_name_are_refused(settings, value):
     with pytest.raises(InvalidReference) as info:

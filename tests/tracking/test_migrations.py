@@ -156,3 +156,29 @@ def test_the_wheel_carries_the_migrations(tmp_path):
     }
     assert revisions and revisions <= names
     assert {"kshot/tracking/migrations/env.py", "kshot/tracking/migrations/script.py.mako"} <= names
+
+
+def test_upgrade_from_0001_adds_the_lease_and_keeps_rows(empty_url):
+    """A database written before leases (revision 0001) gains heartbeat_at and lease_expires_at, rows intact."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from kshot.tracking.database import alembic_config, make_engine
+
+    engine = make_engine(empty_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+        conn.execute(
+            text(
+                "INSERT INTO attempts (name, kind, status, command, n_steps, metrics, artefacts, cancel_requested, "
+                "created_at, updated_at) VALUES ('old', 'train', 'running', '{}', 0, '{}', '{}', false, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+    store = AttemptStore(empty_url)
+    columns = {c["name"] for c in inspect(store.engine).get_columns("attempts")}
+    assert {"heartbeat_at", "lease_expires_at"} <= columns
+    assert store.get_attempt("old").status == "running"
+    assert store.reap_expired() == []  # a row without a lease is never reaped by lease
+    store.close()

@@ -1,38 +1,24 @@
-"""Meta-learning algorithms: one module each, looked up by name from ``params.algorithm``."""
+"""Meta-learning algorithms: one module each, looked up by name from ``params.algorithm``.
+
+The names, where each class lives and the params checks of each algorithm are in the torch-free
+registry :mod:`kshot.config.algorithms`; modules are imported only when their algorithm is used.
+"""
 
 from __future__ import annotations
 
 import importlib
 
-from ..errors import ConfigError, unknown_choice
+from ..config.algorithms import algorithm_names, algorithm_spec
 from .base import MetaAlgorithm
-
-# name → "module:Class"; modules are imported only when their algorithm is used.
-_REGISTRY: dict[str, str] = {
-    "reptile": "kshot.algorithms.reptile:Reptile",
-    "fomaml": "kshot.algorithms.maml:FOMAML",
-    "maml": "kshot.algorithms.maml:MAML",
-    "metasgd": "kshot.algorithms.metasgd:MetaSGD",
-    "anil": "kshot.algorithms.anil:ANIL",
-    "finetune": "kshot.algorithms.finetune:Finetune",
-    "transfer": "kshot.algorithms.transfer:Transfer",
-    "protonet": "kshot.algorithms.protonet:ProtoNet",
-    "matchnet": "kshot.algorithms.matchnet:MatchingNet",
-    "relationnet": "kshot.algorithms.relationnet:RelationNet",
-    "siamese": "kshot.algorithms.siamese:Siamese",
-    "learned_optimizer": "kshot.algorithms.learned_optimizer:LearnedOptimizerAlgorithm",
-}
 
 
 def available() -> list[str]:
-    return list(_REGISTRY)
+    return algorithm_names()
 
 
 def get_algorithm(name: str) -> type[MetaAlgorithm]:
-    if name not in _REGISTRY:
-        raise ConfigError(unknown_choice("algorithm", name, available()))
-    module, cls = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    spec = algorithm_spec(name)
+    return getattr(importlib.import_module(spec.module), spec.class_name)
 
 
 __all__ = ["MetaAlgorithm", "available", "get_algorithm"]

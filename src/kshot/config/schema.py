@@ -1,15 +1,31 @@
-"""The two configuration files: ``config.yaml`` (where things are) and ``params.yaml`` (how to train)."""
+"""The two configuration files: ``config.yaml`` (where things are) and ``params.yaml`` (how to train).
+
+Every numeric field has a :class:`~.base.Range` that its help text states: wide enough that a
+demanding real run never meets it, narrow enough that a request body cannot make a worker allocate
+without bound or loop for ever (see :mod:`.base` for the limits on strings and lists).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import ConfigError, unknown_choice
-from .base import ConfigSection, field
+from ..errors import ConfigError
+from .algorithms import algorithm_spec
+from .base import ConfigSection, Range, field
 
 DataFormat = Literal["arsc", "review_json", "hf"]
 Sampling = Literal["per_class", "total"]
+
+# Shared ranges. Learning rates: a fine-tuning rate is about 1e-5, reptile's interpolation factor 1.
+LEARNING_RATE = Range(0, 10)
+STEPS = Range(0, 1000)  # inner-loop steps: each one is a forward and backward pass
+OUTER_STEPS = Range(0, 10_000_000)
+EXAMPLES = Range(1, 10_000)  # examples per class or per episode
+BATCH = Range(1, 4096)
+PROBABILITY = Range(0, 1, high_open=True)
+POSITIVE_SCALE = Range(0, 1000, low_open=True)
+NORM = Range(0, 1_000_000, low_open=True)
 
 
 @dataclass
@@ -22,7 +38,8 @@ class DataConfig(ConfigSection):
     )
     path: str = field(
         "../shared/data/arsc",
-        help="Folder (arsc), file (review_json), or hub id / file (hf). Relative paths are relative to the working directory.",
+        help="Folder (arsc), file (review_json), or hub id / file (hf). Relative paths are relative to the "
+        "working directory.",
     )
     text_column: str = field("text", help="Column holding the text (review_json, hf).")
     label_column: str = field("label", help="Column holding the label (review_json, hf).")
@@ -36,23 +53,31 @@ class DataConfig(ConfigSection):
     )
     validation_domains: list[str] = field(
         default_factory=list,
-        help="Domains held out for model selection. Empty: ARSC validates on the training tasks' dev files; other formats use no validation.",
+        help="Domains held out for model selection. Empty: ARSC validates on the training tasks' dev files; "
+        "other formats use no validation.",
     )
     test_domains: list[str] | None = field(
         None,
-        help="Held-out test domains; null = the format's default (ARSC: workspace.target.list; review_json: automotive, computer_&_video_games, office_products).",
+        help="Held-out test domains; null = the format's default (ARSC: workspace.target.list; review_json: "
+        "automotive, computer_&_video_games, office_products).",
     )
-    eval_episodes: int = field(1, help="Episodes per test domain for formats without a fixed support/query split.")
+    eval_episodes: int = field(
+        1,
+        help="Episodes per test domain for formats without a fixed support/query split.",
+        range=Range(1, 100_000),
+    )
     eval_query_size: int | None = field(
-        None, help="Query examples per test episode (non-ARSC); null = every example not in the support set."
+        None,
+        help="Query examples per test episode (non-ARSC); null = every example not in the support set.",
+        range=Range(1, 1_000_000),
+        null="use every example not in the support set",
     )
     cache_dir: str = field(
         ".kshot_cache", help="Where tokenized datasets are cached, keyed by texts, tokenizer and max_length."
     )
 
     def validate(self, prefix: str = "") -> None:
-        if self.eval_episodes < 1:
-            raise ConfigError(f"'{prefix}eval_episodes' must be at least 1, got {self.eval_episodes}.")
+        super().validate(prefix)
         overlap = set(self.test_domains or []) & (set(self.train_domains or []) | set(self.validation_domains))
         if overlap:
             raise ConfigError(
@@ -65,7 +90,8 @@ class DataConfig(ConfigSection):
 class ModelConfig(ConfigSection):
     name_or_path: str | None = field(
         None,
-        help="Hub id or local folder of any AutoModelForSequenceClassification checkpoint; null = bundled all-MiniLM-L6-v2.",
+        help="Hub id or local folder of any AutoModelForSequenceClassification checkpoint; null = bundled "
+        "all-MiniLM-L6-v2.",
     )
     revision: str | None = field(None, help="Hub revision (branch, tag or commit) when loading by hub id.")
 
@@ -88,26 +114,44 @@ class KshotConfig(ConfigSection):
 @dataclass
 class Params(ConfigSection):
     algorithm: str = field("reptile", help="Meta-learning algorithm (see `kshot.algorithms.available()`).")
-    seed: int = field(42, help="Seed of every random generator: episodes, inner batches, initialisation.")
-    meta_steps: int = field(200, help="Outer (meta) steps.")
-    meta_batch_size: int = field(4, help="Tasks per outer step.")
-    n_way: int | None = field(None, help="Classes per episode; null = every label of the task.")
-    k_support: int = field(5, help="Support examples: per class (support_sampling=per_class) or in total.")
-    k_query: int = field(10, help="Query examples: per class (query_sampling=per_class) or in total.")
+    seed: int = field(
+        42,
+        help="Seed of every random generator: episodes, inner batches, initialisation.",
+        range=Range(0, 2**32 - 1),
+    )
+    meta_steps: int = field(200, help="Outer (meta) steps.", range=Range(1, OUTER_STEPS.high))
+    meta_batch_size: int = field(4, help="Tasks per outer step.", range=Range(1, 1024))
+    n_way: int | None = field(
+        None,
+        help="Classes per episode; null = every label of the task.",
+        range=Range(2, 1000),
+        null="use every label of the task",
+    )
+    k_support: int = field(
+        5, help="Support examples: per class (support_sampling=per_class) or in total.", range=EXAMPLES
+    )
+    k_query: int = field(
+        10,
+        help="Query examples: per class (query_sampling=per_class) or in total; 0 = none (the metric-based "
+        "algorithms then split the support set; the others need at least 1).",
+        range=Range(0, EXAMPLES.high),
+    )
     support_sampling: Sampling = field(
         "per_class", help="'per_class' (N-way K-shot, balanced) or 'total' (K at random)."
     )
     query_sampling: Sampling = field(
         "total", help="'per_class' (balanced) or 'total' (the task's own label distribution)."
     )
-    inner_steps: int = field(5, help="Inner-loop steps on the support set during meta-training.")
-    inner_batch_size: int = field(10, help="Support examples per inner step.")
-    inner_lr: float = field(5e-5, help="Inner-loop learning rate.")
+    inner_steps: int = field(5, help="Inner-loop steps on the support set during meta-training.", range=STEPS)
+    inner_batch_size: int = field(10, help="Support examples per inner step.", range=BATCH)
+    inner_lr: float = field(5e-5, help="Inner-loop learning rate.", range=LEARNING_RATE)
     inner_optimizer: Literal["sgd", "adam"] = field(
         "adam", help="Inner-loop optimizer; its state starts fresh for every task."
     )
     outer_lr: float = field(
-        1.0, help="Outer step size: interpolation factor (outer_optimizer=none) or the outer optimizer's learning rate."
+        1.0,
+        help="Outer step size: interpolation factor (outer_optimizer=none) or the outer optimizer's learning rate.",
+        range=LEARNING_RATE,
     )
     outer_optimizer: Literal["none", "sgd", "adam"] = field(
         "none",
@@ -119,59 +163,105 @@ class Params(ConfigSection):
     # Gradient-based meta-learners (maml, fomaml, metasgd, anil) and the transfer baseline.
     meta_lr: float = field(
         5e-5,
-        help="Adam learning rate of the meta-parameters of maml, fomaml, metasgd, anil and transfer (reptile uses outer_lr). Meta-gradients are true gradients, so this is a fine-tuning-sized rate (about 1e-5 to 1e-4 for MiniLM/BERT), not reptile's interpolation factor 1.0. Follows outer_lr_schedule.",
+        help="Adam learning rate of the meta-parameters of maml, fomaml, metasgd, anil and transfer (reptile "
+        "uses outer_lr). Meta-gradients are true gradients, so this is a fine-tuning-sized rate (about 1e-5 to "
+        "1e-4 for MiniLM/BERT), not reptile's interpolation factor 1.0. Follows outer_lr_schedule.",
+        range=LEARNING_RATE,
     )
     first_order: bool = field(
         False, help="maml: drop the second-order terms (maml then equals fomaml); no graph of the inner loop is kept."
     )
     second_order_steps: int | None = field(
         None,
-        help="maml: second-order terms only through the last n inner steps, the earlier ones first-order (memory and time grow with n, not with inner_steps); null = through every step.",
+        help="maml: second-order terms only through the last n inner steps, the earlier ones first-order "
+        "(memory and time grow with n, not with inner_steps); null = through every step.",
+        range=STEPS,
+        null="keep them through every step",
     )
     anil_head_init: Literal["meta", "prototypes"] = field(
         "meta",
-        help="anil: the head each task's inner loop starts from: 'meta' (the meta-learned head) or 'prototypes' (Proto-MAML, Triantafillou et al. 2020: the meta-learned head plus the linear layer that scores minus the squared distance to each class's mean support feature, so a task's classes shape its starting head; needs a head that is one Linear layer).",
+        help="anil: the head each task's inner loop starts from: 'meta' (the meta-learned head) or 'prototypes' "
+        "(Proto-MAML, Triantafillou et al. 2020: the meta-learned head plus the linear layer that scores minus "
+        "the squared distance to each class's mean support feature, so a task's classes shape its starting "
+        "head; needs a head that is one Linear layer).",
     )
     anil_prototype_scale: float = field(
         1.0,
-        help="anil with anil_head_init='prototypes': multiply the prototype layer (its logits are minus this times the squared distance to each class mean) by this; below 1 a single unusual support example moves the starting head less.",
+        help="anil with anil_head_init='prototypes': multiply the prototype layer (its logits are minus this "
+        "times the squared distance to each class mean) by this; below 1 a single unusual support example "
+        "moves the starting head less.",
+        range=POSITIVE_SCALE,
     )
     metasgd_init_lr: float | None = field(
-        None, help="metasgd: initial value of every learned per-parameter inner learning rate; null = inner_lr."
+        None,
+        help="metasgd: initial value of every learned per-parameter inner learning rate; null = inner_lr.",
+        range=LEARNING_RATE,
+        null="start at inner_lr",
     )
     metasgd_lr_lr: float | None = field(
         None,
-        help="metasgd: Adam learning rate of the learned inner rates; null = metasgd_init_lr / 100, so a step moves a rate by about 1% of its start.",
+        help="metasgd: Adam learning rate of the learned inner rates; null = metasgd_init_lr / 100, so a step "
+        "moves a rate by about 1% of its start.",
+        range=LEARNING_RATE,
+        null="use metasgd_init_lr / 100",
     )
-    max_grad_norm: float | None = field(1.0, help="Clip each inner step's gradient norm; null = no clipping.")
-    eval_every: int = field(50, help="Evaluate on validation tasks every this many outer steps (0 = never).")
-    eval_tasks: int = field(8, help="Validation episodes per evaluation (sampled once, the same every time).")
-    eval_inner_steps: int = field(10, help="Adaptation steps on the support set at evaluation and in `kshot adapt`.")
+    max_grad_norm: float | None = field(
+        1.0,
+        help="Clip each inner step's gradient norm; null = no clipping.",
+        range=NORM,
+        null="turn clipping off",
+    )
+    eval_every: int = field(
+        50, help="Evaluate on validation tasks every this many outer steps (0 = never).", range=OUTER_STEPS
+    )
+    eval_tasks: int = field(
+        8, help="Validation episodes per evaluation (sampled once, the same every time).", range=Range(1, 100_000)
+    )
+    eval_inner_steps: int = field(
+        10, help="Adaptation steps on the support set at evaluation and in `kshot adapt`.", range=STEPS
+    )
     select_metric: Literal["accuracy", "macro_f1"] = field(
         "macro_f1", help="Validation metric that picks the best model (mean over validation tasks)."
     )
-    eval_batch_size: int = field(64, help="Query examples scored per forward pass.")
+    eval_batch_size: int = field(64, help="Query examples scored per forward pass.", range=BATCH)
     checkpoint_every: int = field(
-        25, help="Write a resumable checkpoint every this many outer steps (0 = only at evaluations and the end)."
+        25,
+        help="Write a resumable checkpoint every this many outer steps (0 = only at evaluations and the end).",
+        range=OUTER_STEPS,
     )
-    max_length: int = field(256, help="Truncate texts to this many tokens.")
+    max_length: int = field(
+        256,
+        help="Truncate texts to this many tokens; models of this family take at most 512.",
+        range=Range(1, 512),
+    )
     test_after_train: bool = field(True, help="Evaluate the best model on the test tasks when training ends.")
     mixed_precision: Literal["no", "bf16", "fp16"] = field("no", help="Passed to accelerate.")
     prior_calibration: bool = field(
         False,
-        help="Shift predictions from the support set's label prior to the prior averaged over the training tasks (see training/calibration.py).",
+        help="Shift predictions from the support set's label prior to the prior averaged over the training "
+        "tasks (see training/calibration.py).",
     )
     freeze_embeddings: bool = field(
         False,
-        help="Keep the input word embeddings fixed everywhere: half of MiniLM's weights, rarely worth adapting from ten examples, and the costliest to copy and update.",
+        help="Keep the input word embeddings fixed everywhere: half of MiniLM's weights, rarely worth adapting "
+        "from ten examples, and the costliest to copy and update.",
     )
     dropout: float | None = field(
         None,
-        help="Dropout probability of every dropout layer of the model (hidden, attention, classifier) while it trains and adapts; null keeps the model's own (MiniLM: 0.1). 0 turns dropout off: on CPU, drawing the random masks takes about 15 % of an ANIL meta-step.",
+        help="Dropout probability of every dropout layer of the model (hidden, attention, classifier) while it "
+        "trains and adapts; null keeps the model's own (MiniLM: 0.1). 0 turns dropout off: on CPU, drawing the "
+        "random masks takes about 15 % of an ANIL meta-step.",
+        range=PROBABILITY,
+        null="keep the model's own",
     )
     attention_dropout: float | None = field(
         None,
-        help="Dropout probability of the attention weights alone (the dropout layers inside a module whose class name ends in 'Attention', as in BERT, RoBERTa, ELECTRA and DistilBERT); null = the same as dropout. 0 with dropout above 0 keeps the hidden-state dropout but spares the largest masks (one per head over every token pair) and lets attention run as one fused kernel.",
+        help="Dropout probability of the attention weights alone (the dropout layers inside a module whose "
+        "class name ends in 'Attention', as in BERT, RoBERTa, ELECTRA and DistilBERT); null = the same as "
+        "dropout. 0 with dropout above 0 keeps the hidden-state dropout but spares the largest masks (one per "
+        "head over every token pair) and lets attention run as one fused kernel.",
+        range=PROBABILITY,
+        null="follow dropout",
     )
     gradient_checkpointing: bool = field(
         False, help="Recompute backbone activations in the backward pass to save memory."
@@ -179,114 +269,109 @@ class Params(ConfigSection):
     # Metric-based algorithms (protonet, matchnet, relationnet, siamese).
     distance: Literal["euclidean", "cosine"] = field(
         "euclidean",
-        help="protonet: logits are minus the squared Euclidean distance to each class prototype ('euclidean') or cosine_scale × cosine similarity ('cosine').",
+        help="protonet: logits are minus the squared Euclidean distance to each class prototype ('euclidean') "
+        "or cosine_scale × cosine similarity ('cosine').",
     )
     cosine_scale: float = field(
         10.0,
-        help="Cosine similarities are multiplied by this before a softmax (protonet with distance=cosine, matchnet): 1.0 would cap logit gaps at 2, too soft to train.",
+        help="Cosine similarities are multiplied by this before a softmax (protonet with distance=cosine, "
+        "matchnet): 1.0 would cap logit gaps at 2, too soft to train.",
+        range=POSITIVE_SCALE,
     )
     metric_lr: float = field(
         2e-5,
-        help="Learning rate of the Adam optimizer that trains the encoder of the metric-based algorithms on episode losses.",
+        help="Learning rate of the Adam optimizer that trains the encoder of the metric-based algorithms on "
+        "episode losses.",
+        range=LEARNING_RATE,
     )
     scorer_lr: float = field(
         1e-3,
-        help="Learning rate of the small learned scorers (relationnet's relation module, siamese's pair scorer); higher than metric_lr because they start from scratch.",
+        help="Learning rate of the small learned scorers (relationnet's relation module, siamese's pair "
+        "scorer); higher than metric_lr because they start from scratch.",
+        range=LEARNING_RATE,
     )
-    scorer_hidden: int = field(128, help="Hidden units of the learned scorer of relationnet and siamese.")
+    scorer_hidden: int = field(
+        128, help="Hidden units of the learned scorer of relationnet and siamese.", range=Range(1, 4096)
+    )
     siamese_neighbors: int = field(
         3,
-        help="siamese: a class scores the mean pair score of its this many most similar support examples (all of them if it has fewer).",
+        help="siamese: a class scores the mean pair score of its this many most similar support examples (all "
+        "of them if it has fewer).",
+        range=EXAMPLES,
     )
     metric_finetune: bool = field(
         False,
-        help="Metric-based algorithms: at adaptation, first fine-tune on the support set (eval_inner_steps steps, inner_lr, inner_optimizer) with the algorithm's own loss on random halves of each class; false = embed the support set only.",
+        help="Metric-based algorithms: at adaptation, first fine-tune on the support set (eval_inner_steps "
+        "steps, inner_lr, inner_optimizer) with the algorithm's own loss on random halves of each class; "
+        "false = embed the support set only.",
     )
     # learned_optimizer (it also uses meta_lr for the initialisation and first_order, see their help).
     lopt_kind: Literal["mlp", "lstm"] = field(
         "mlp",
-        help="learned_optimizer: the network shared by every parameter coordinate: 'mlp', or 'lstm' with a hidden state per coordinate (memory grows with lopt_hidden × model size).",
+        help="learned_optimizer: the network shared by every parameter coordinate: 'mlp', or 'lstm' with a "
+        "hidden state per coordinate (memory grows with lopt_hidden × model size).",
     )
-    lopt_hidden: int = field(16, help="learned_optimizer: hidden units of the coordinate-wise network.")
+    lopt_hidden: int = field(
+        16, help="learned_optimizer: hidden units of the coordinate-wise network.", range=Range(1, 1024)
+    )
     lopt_lr: float = field(
         1e-3,
-        help="learned_optimizer: Adam learning rate of the learned optimizer's own weights (the initialisation uses meta_lr). With first_order the optimizer's inputs are detached: no second derivatives of the loss, much less memory.",
+        help="learned_optimizer: Adam learning rate of the learned optimizer's own weights (the initialisation "
+        "uses meta_lr). With first_order the optimizer's inputs are detached: no second derivatives of the "
+        "loss, much less memory.",
+        range=LEARNING_RATE,
     )
     lopt_max_step: float | None = field(
         0.01,
-        help="learned_optimizer: bound on each coordinate's update per inner step (max_step·tanh(Δ/max_step)); null = unbounded.",
+        help="learned_optimizer: bound on each coordinate's update per inner step (max_step·tanh(Δ/max_step)); "
+        "null = unbounded.",
+        range=Range(0, 10, low_open=True),
+        null="leave updates unbounded",
     )
     lopt_per_tensor_scales: bool = field(
         True,
-        help="learned_optimizer: learn one step-size scale per parameter tensor (keyed by name; names it has not seen get 1).",
+        help="learned_optimizer: learn one step-size scale per parameter tensor (keyed by name; names it has "
+        "not seen get 1).",
     )
     lopt_meta_init: bool = field(
         True,
-        help="learned_optimizer: also meta-learn the initialisation (false: the loaded weights stay the starting point; only the update rule is learned).",
+        help="learned_optimizer: also meta-learn the initialisation (false: the loaded weights stay the "
+        "starting point; only the update rule is learned).",
     )
     lopt_truncate: int | None = field(
         None,
-        help="learned_optimizer: back-propagate through the last n inner steps only (a truncated unroll; the initialisation gets the earlier steps' gradient straight through); null = the whole unroll.",
+        help="learned_optimizer: back-propagate through the last n inner steps only (a truncated unroll; the "
+        "initialisation gets the earlier steps' gradient straight through); null = the whole unroll.",
+        range=Range(1, STEPS.high),
+        null="back-propagate through the whole unroll",
     )
     lopt_checkpoint_segment: int = field(
         0,
-        help="learned_optimizer: gradient checkpointing of the unroll: keep the state every this many inner steps and recompute each segment in the backward pass, and recompute the coordinate-wise network's activations (about 100 floats per parameter per step) too; 0 = keep every step's activations.",
+        help="learned_optimizer: gradient checkpointing of the unroll: keep the state every this many inner "
+        "steps and recompute each segment in the backward pass, and recompute the coordinate-wise network's "
+        "activations (about 100 floats per parameter per step) too; 0 = keep every step's activations.",
+        range=STEPS,
     )
     lopt_path_loss_weight: float = field(
-        0.0, help="learned_optimizer: meta-loss = query loss + this × mean support loss along the unroll."
+        0.0,
+        help="learned_optimizer: meta-loss = query loss + this × mean support loss along the unroll.",
+        range=Range(0, 1000),
     )
     lopt_meta_grad_clip: float | None = field(
         1.0,
-        help="learned_optimizer: clip the meta-gradient's norm (separately for the initialisation and the optimizer's weights); null = no clipping.",
+        help="learned_optimizer: clip the meta-gradient's norm (separately for the initialisation and the "
+        "optimizer's weights); null = no clipping.",
+        range=NORM,
+        null="turn clipping off",
     )
     lopt_path: str | None = field(
         None,
-        help="learned_optimizer: folder holding learned_optimizer.safetensors/.json to start from or to adapt with (e.g. one learned on another model of the same family); null = the model folder's own, or a fresh one for training.",
+        help="learned_optimizer: folder holding learned_optimizer.safetensors/.json to start from or to adapt "
+        "with (e.g. one learned on another model of the same family); null = the model folder's own, or a "
+        "fresh one for training.",
     )
 
     def validate(self, prefix: str = "") -> None:
-        from ..algorithms import available
-
-        if self.algorithm not in available():
-            raise ConfigError(f"{prefix}algorithm: " + unknown_choice("algorithm", self.algorithm, available()))
-        positive = [
-            "meta_steps",
-            "meta_batch_size",
-            "k_support",
-            "inner_batch_size",
-            "eval_tasks",
-            "eval_batch_size",
-            "max_length",
-        ]
-        non_negative = ["k_query", "inner_steps", "eval_every", "eval_inner_steps", "checkpoint_every"]
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ConfigError(f"'{prefix}{key}' must be at least 1, got {getattr(self, key)}.")
-        for key in non_negative:
-            if getattr(self, key) < 0:
-                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
-        if self.n_way is not None and self.n_way < 2:
-            raise ConfigError(f"'{prefix}n_way' must be at least 2 or null, got {self.n_way}.")
-        for key, null in (("dropout", "keep the model's own"), ("attention_dropout", "follow dropout")):
-            if getattr(self, key) is not None and not 0 <= getattr(self, key) < 1:
-                raise ConfigError(
-                    f"'{prefix}{key}' must be at least 0 and below 1, or null to {null}, got {getattr(self, key)}."
-                )
-        if self.anil_prototype_scale <= 0:
-            raise ConfigError(f"'{prefix}anil_prototype_scale' must be more than 0, got {self.anil_prototype_scale}.")
-        for key in ("meta_lr", "second_order_steps", "metasgd_init_lr", "metasgd_lr_lr"):
-            if getattr(self, key) is not None and getattr(self, key) < 0:
-                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
-        for key in ("inner_lr", "outer_lr"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
-        if self.max_length > 512:
-            raise ConfigError(
-                f"'{prefix}max_length' is {self.max_length}; models of this family take at most 512 tokens."
-            )
-        for key in ("cosine_scale", "scorer_hidden", "siamese_neighbors"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"'{prefix}{key}' must be positive, got {getattr(self, key)}.")
-        for key in ("metric_lr", "scorer_lr"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"'{prefix}{key}' must be 0 or more, got {getattr(self, key)}.")
+        spec = algorithm_spec(self.algorithm, key=f"{prefix}algorithm")
+        super().validate(prefix)
+        spec.check(self, prefix)

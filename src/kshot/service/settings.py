@@ -89,6 +89,31 @@ class ServiceSettings(BaseSettings):
     events_poll_seconds: float = Field(
         0.5, gt=0, le=10, description="How often a live event stream looks for new metrics."
     )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body the API reads (413 above it)."
+    )
+    max_json_depth: int = Field(32, ge=4, le=256, description="Deepest nesting of a JSON body (422 deeper).")
+    heartbeat_seconds: float = Field(
+        10.0, ge=0.1, le=300, description="How often a running job renews its attempt's lease (its heartbeat)."
+    )
+    lease_heartbeats: int = Field(
+        3,
+        ge=2,
+        le=100,
+        description="Heartbeats a job may miss before its attempt counts as interrupted (lease = this x heartbeat).",
+    )
+    reconcile_seconds: float = Field(
+        10.0,
+        ge=0.1,
+        le=3600,
+        description="How often the API and each worker end attempts whose lease expired and re-queue lost jobs.",
+    )
+    queued_grace_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=86400,
+        description="How long an attempt may stay queued with no job naming it in the queue before it is re-queued.",
+    )
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -15,3 +15,7 @@ class AttemptExists(KshotError):
 
 class AttemptNotFound(KshotError, LookupError):
     """No attempt has this id or name."""
+
+
+class IllegalTransition(AttemptError):
+    """A status change the attempt's life does not allow, e.g. a completed attempt back to running (409)."""

@@ -34,6 +34,15 @@ class Attempt(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     # "host:pid" of the process running it, so a restarted service can tell a dead run from a live one.
     worker: Mapped[str | None] = mapped_column(String(255))
+    # The lease of a running attempt: its job writes heartbeat_at (and pushes lease_expires_at a few
+    # heartbeats ahead) every KSHOT_HEARTBEAT_SECONDS; a running attempt whose lease has expired lost
+    # its worker, on whatever host it ran, and is failed by the next reconciliation (API or worker).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the service last queued a job for it (POST /train or /test, a resume, a reconciliation);
+    # null for an attempt only recorded (POST /attempts, the CLI), which no worker is to run. A queued
+    # attempt with a job_queued_at older than a grace period and no queue message naming it lost its job.
+    job_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow

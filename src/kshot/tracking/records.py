@@ -9,6 +9,15 @@ from typing import Any
 ATTEMPT_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ATTEMPT_KINDS = ("train", "test")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
+# The statuses each status may change to. A completed attempt is final; a failed or cancelled one
+# goes back to queued (or straight to running) only to resume from its checkpoint.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "queued": ("running", "completed", "failed", "cancelled"),
+    "running": ("completed", "failed", "cancelled"),
+    "failed": ("queued", "running"),
+    "cancelled": ("queued", "running"),
+    "completed": (),
+}
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -2,6 +2,10 @@
 
 Every method opens its own short transaction, so one store may be shared between threads (the API
 server) and several processes may share one database (the API and its workers).
+
+A process running an attempt holds its lease (``start_attempt``, then ``heartbeat`` from a thread,
+see ``heartbeat.Heartbeat``); ``reap_expired`` ends the running attempts whose lease ran out (their
+process is gone, on whatever host), and ``fail_interrupted`` those of dead processes of this host.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError
 from .database import database_url, make_engine, safe_url, upgrade
-from .errors import AttemptError, AttemptExists, AttemptNotFound
+from .errors import AttemptError, AttemptExists, AttemptNotFound, IllegalTransition
+from .heartbeat import lease_timing
 from .models import Attempt, Evaluation, Step, utcnow
 from .records import (
     ATTEMPT_KINDS,
     ATTEMPT_STATUSES,
     FINISHED_STATUSES,
+    TRANSITIONS,
     AttemptRecord,
     EvaluationRecord,
     StepRecord,
@@ -79,12 +85,22 @@ class AttemptStore:
         return f"AttemptStore({safe_url(self.url)!r})"
 
     # -- attempts ------------------------------------------------------------------------------
-    def create_attempt(self, name: str, kind: str, command: dict, status: str = "queued") -> AttemptRecord:
+    def create_attempt(
+        self, name: str, kind: str, command: dict, status: str = "queued", *, job: bool = False
+    ) -> AttemptRecord:
+        """A new attempt. ``job=True``: the service queues a job for it next (``job_queued_at`` is set in
+        the same commit), so a reconciliation can tell if that job never arrived; otherwise it is only recorded."""
         _check_name(name)
         _check_choice("kind", kind, ATTEMPT_KINDS)
         _check_choice("status", status, ATTEMPT_STATUSES)
         row = Attempt(
-            name=name, kind=kind, status=status, command=_json_field("command", command), metrics={}, artefacts={}
+            name=name,
+            kind=kind,
+            status=status,
+            command=_json_field("command", command),
+            metrics={},
+            artefacts={},
+            job_queued_at=utcnow() if job else None,
         )
         try:
             with self._sessions.begin() as session:
@@ -100,7 +116,10 @@ class AttemptStore:
             return _record(row) if row is not None else None
 
     def update_attempt(self, attempt_id: int, **fields: Any) -> AttemptRecord:
-        """Set ``fields`` (see ``UPDATABLE``); timestamps follow the status (running → started, finished → finished_at)."""
+        """Set ``fields`` (see ``UPDATABLE``); only a legal status change (``TRANSITIONS``) is made.
+
+        Timestamps follow the status (running → started_at, finished → finished_at).
+        """
         unknown = sorted(set(fields) - set(UPDATABLE))
         if unknown:
             raise AttemptError(f"Unknown attempt field(s) {', '.join(unknown)}. Updatable: {', '.join(UPDATABLE)}.")
@@ -109,6 +128,11 @@ class AttemptStore:
             with self._sessions.begin() as session:
                 row = self._get(session, attempt_id)
                 status = values.get("status")
+                if status is not None and status != row.status and status not in TRANSITIONS[row.status]:
+                    allowed = ", ".join(TRANSITIONS[row.status]) or "none: it is final"
+                    raise IllegalTransition(
+                        f"Attempt '{row.name}' is {row.status}; it cannot become {status} (allowed: {allowed})."
+                    )
                 if status == "running" and row.status != "running":
                     values.setdefault("started_at", utcnow())
                     values.setdefault("finished_at", None)
@@ -123,31 +147,71 @@ class AttemptStore:
         return _record(row)
 
     def start_attempt(
-        self, attempt_id: int, total_steps: int | None = None, *, resume: bool = False
+        self,
+        attempt_id: int,
+        total_steps: int | None = None,
+        *,
+        resume: bool = False,
+        expect: Iterable[str] | None = None,
+        lease: float | None = None,
     ) -> AttemptRecord | None:
-        """Mark it running in this process, clearing a previous error and cancel; None if it was cancelled first.
+        """Claim it: running in this process, holding a fresh lease, previous error and cancel cleared.
 
-        One conditional UPDATE, so a cancel that lands while a worker picks the attempt up is never
-        overwritten; ``resume=True`` restarts a cancelled (or failed) attempt on purpose.
+        One conditional UPDATE, so of two processes claiming one attempt (a job delivered twice) one
+        only gets it, and a cancel that lands while a worker picks the attempt up is never
+        overwritten. ``expect``: the statuses it may have (a worker: ``("queued",)``); by default any
+        but cancelled, and with ``resume=True`` any (``kshot train --resume`` restarts it on purpose).
+        Returns None when it was not claimed. ``lease``: seconds (default from $KSHOT_HEARTBEAT_SECONDS
+        and $KSHOT_LEASE_HEARTBEATS); the process renews it with ``heartbeat``.
         """
-        values: dict[str, Any] = {
-            "status": "running",
-            "started_at": utcnow(),
-            "finished_at": None,
-            "error": None,
-            "cancel_requested": False,
-            "worker": this_worker(),
-            "updated_at": utcnow(),
-        }
-        if total_steps is not None:
-            values["total_steps"] = total_steps
+        if lease is None:
+            lease = lease_timing()[1]
         query = update(Attempt).where(Attempt.id == attempt_id)
-        if not resume:
+        if expect is not None:
+            statuses = [expect] if isinstance(expect, str) else list(expect)
+            for s in statuses:
+                _check_choice("status", s, ATTEMPT_STATUSES)
+            query = query.where(Attempt.status.in_(statuses))
+        elif not resume:
             query = query.where(Attempt.status != "cancelled")
         with self._sessions.begin() as session:
+            now = self._now(session)
+            values: dict[str, Any] = {
+                "status": "running",
+                "started_at": utcnow(),
+                "finished_at": None,
+                "error": None,
+                "cancel_requested": False,
+                "worker": this_worker(),
+                "updated_at": utcnow(),
+                "heartbeat_at": now,
+                "lease_expires_at": now + timedelta(seconds=lease),
+            }
+            if total_steps is not None:
+                values["total_steps"] = total_steps
             started = session.execute(query.values(**values)).rowcount
             self._get(session, attempt_id)
         return self.get_attempt(attempt_id) if started else None
+
+    def heartbeat(self, attempt_id: int, owner: str, lease: float) -> bool:
+        """Renew the lease of ``owner`` (host:pid) for ``lease`` seconds; False when it no longer holds it.
+
+        Not held: the attempt is no longer running in that process (it finished, was failed by a
+        reconciliation after its lease ran out, was resumed elsewhere, or deleted).
+        """
+        with self._sessions.begin() as session:
+            now = self._now(session)
+            query = (
+                update(Attempt)
+                .where(Attempt.id == attempt_id, Attempt.status == "running", Attempt.worker == owner)
+                # A heartbeat is not an update of the attempt: updated_at stays.
+                .values(
+                    heartbeat_at=now,
+                    lease_expires_at=now + timedelta(seconds=lease),
+                    updated_at=Attempt.updated_at,
+                )
+            )
+            return bool(session.execute(query).rowcount)
 
     def finish_attempt(
         self, attempt_id: int, status: str, *, metrics: dict | None = None, error: str | None = None
@@ -305,11 +369,20 @@ class AttemptStore:
 
     # -- cancelling and crashes ----------------------------------------------------------------
     def request_cancel(self, attempt_id: int) -> None:
-        """Ask a running attempt to stop after its current step; a queued one is cancelled at once."""
+        """Ask a running attempt to stop after its current step; a queued one is cancelled at once.
+
+        A running attempt whose lease has expired (its worker is gone) is cancelled at once too:
+        nothing is left to see the request. One whose worker is gone but whose lease still runs is
+        cancelled by the reconciliation that finds the lease expired (``reap_expired``).
+        """
         with self._sessions.begin() as session:
             row = self._get(session, attempt_id)
+            now = self._now(session)
             if row.status == "queued":
                 row.status, row.finished_at = "cancelled", utcnow()
+            elif row.status == "running" and _expired(row, now):
+                row.status, row.finished_at = "cancelled", utcnow()
+                row.error, row.lease_expires_at = _lost_error(row, now, cancelled=True), None
             if row.status not in ("completed", "failed"):
                 row.cancel_requested = True
 
@@ -340,7 +413,94 @@ class AttemptStore:
                     count += 1
         return count
 
+    def reap_expired(self, attempt_id: int | None = None) -> list[AttemptRecord]:
+        """End the running attempts whose lease has expired (their process stopped renewing it); returns them.
+
+        Failed, with an error saying what happened and what to do ("interrupted: its worker stopped
+        (no heartbeat for N s); resume ..."), or cancelled when a cancel was asked. Each is one
+        conditional UPDATE: a heartbeat that lands first keeps its attempt running, and of several
+        reconciliations at once each attempt is ended once. ``attempt_id``: only that one.
+        """
+        with self._sessions() as session:
+            now = self._now(session)
+            query = select(Attempt).where(Attempt.status == "running", Attempt.lease_expires_at < now)
+            if attempt_id is not None:
+                query = query.where(Attempt.id == attempt_id)
+            candidates = list(session.scalars(query.order_by(Attempt.id)))
+        reaped = []
+        for row in candidates:
+            cancelled = bool(row.cancel_requested)
+            values = {
+                "status": "cancelled" if cancelled else "failed",
+                "error": _lost_error(row, now, cancelled=cancelled),
+                "finished_at": utcnow(),
+                "lease_expires_at": None,
+                "updated_at": utcnow(),
+            }
+            with self._sessions.begin() as session:
+                ended = session.execute(
+                    update(Attempt)
+                    .where(Attempt.id == row.id, Attempt.status == "running", Attempt.lease_expires_at < now)
+                    .values(**values)
+                ).rowcount
+            record = self.get_attempt(row.id) if ended else None
+            if record is not None:
+                reaped.append(record)
+        return reaped
+
+    def queue_again(
+        self, attempt_id: int, from_statuses: Iterable[str] = ("failed", "cancelled")
+    ) -> AttemptRecord | None:
+        """Queued again for a new job (a resume): error, cancel and finish cleared, in one conditional
+        UPDATE; None when it is not (or no longer) in one of ``from_statuses`` (two resumes at once: one wins)."""
+        statuses = list(from_statuses)
+        for s in statuses:
+            _check_choice("status", s, ATTEMPT_STATUSES)
+        values = {
+            "status": "queued",
+            "error": None,
+            "cancel_requested": False,
+            "finished_at": None,
+            "lease_expires_at": None,
+            "job_queued_at": utcnow(),
+            "updated_at": utcnow(),
+        }
+        with self._sessions.begin() as session:
+            query = update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(statuses)).values(**values)
+            queued = session.execute(query).rowcount
+            self._get(session, attempt_id)
+        return self.get_attempt(attempt_id) if queued else None
+
+    def stale_queued(self, older_than: timedelta) -> list[AttemptRecord]:
+        """Attempts whose job was queued over ``older_than`` ago and that are still queued: was the job lost?
+
+        Only attempts the service queued a job for (``job_queued_at``): a recorded attempt is never run.
+        """
+        with self._sessions() as session:
+            cutoff = self._now(session) - older_than
+            query = select(Attempt).where(Attempt.status == "queued", Attempt.job_queued_at < cutoff)
+            return [_record(r) for r in session.scalars(query.order_by(Attempt.id))]
+
+    def touch_queued(self, attempt_id: int, older_than: timedelta) -> bool:
+        """Record that a job of a stale queued attempt is queued now; False when it changed meanwhile (or
+        another reconciliation touched it first), so that of several reconciliations one only re-enqueues it."""
+        with self._sessions.begin() as session:
+            now = self._now(session)
+            query = (
+                update(Attempt)
+                .where(Attempt.id == attempt_id, Attempt.status == "queued", Attempt.job_queued_at < now - older_than)
+                .values(job_queued_at=utcnow(), updated_at=Attempt.updated_at)
+            )
+            return bool(session.execute(query).rowcount)
+
     # -- helpers -------------------------------------------------------------------------------
+    def _now(self, session: Session) -> datetime:
+        """The time leases are written and judged in: the PostgreSQL server's clock, shared by every host
+        (a SQLite file is on one host: its clock)."""
+        if self.engine.dialect.name == "postgresql":
+            return as_utc(session.scalar(select(func.now())))
+        return utcnow()
+
     def _find(self, session: Session, key: int | str) -> Attempt | None:
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise AttemptError(f"An attempt is found by id (int) or name (str), got {key!r}.")
@@ -353,6 +513,21 @@ class AttemptStore:
         if row is None:
             raise AttemptNotFound(f"No attempt {key!r} in {safe_url(self.url)}; see `kshot attempts list`.")
         return row
+
+
+def _expired(row: Attempt, now: datetime) -> bool:
+    return row.lease_expires_at is not None and as_utc(row.lease_expires_at) < now
+
+
+def _lost_error(row: Attempt, now: datetime, *, cancelled: bool = False) -> str:
+    """What a user reads on an attempt whose worker stopped renewing its lease, and what to do about it."""
+    since = as_utc(row.heartbeat_at) or as_utc(row.started_at)
+    silent = f"no heartbeat for {max(0, round((now - since).total_seconds()))} s" if since else "no heartbeat"
+    where = f" ({row.worker})" if row.worker else ""
+    again = "resume to continue from the last checkpoint" if row.kind == "train" else "start the test again"
+    if cancelled:
+        return f"cancelled: its worker{where} stopped ({silent}) before the run could stop; {again}"
+    return f"interrupted: its worker{where} stopped ({silent}); {again}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -405,9 +580,21 @@ def _json_field(field: str, value: Any) -> dict:
     if not isinstance(value, dict):
         raise AttemptError(f"Attempt field '{field}' must be a mapping, got {type(value).__name__}.")
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        _check_text(field, text)
+        return json.loads(text)
     except (TypeError, ValueError) as err:
         raise AttemptError(f"Attempt field '{field}' must be JSON (no NaN, no objects): {err}.") from None
+
+
+def _check_text(field: str, text: str) -> None:
+    """Text every database can store and every reader can encode: no lone surrogates (e.g. '\\udcff')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AttemptError(
+            f"Attempt field '{field}' holds a character that is not Unicode text (a lone surrogate)."
+        ) from None
 
 
 def _clean_metrics(metrics: dict) -> dict[str, Any]:
@@ -431,6 +618,9 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
         _check_name(values["name"])
     if "status" in values:
         _check_choice("status", values["status"], ATTEMPT_STATUSES)
+    for key in ("error", "worker"):
+        if isinstance(values.get(key), str):
+            _check_text(key, values[key])
     for key in ("command", "artefacts"):
         if key in values:
             values[key] = _json_field(key, values[key])

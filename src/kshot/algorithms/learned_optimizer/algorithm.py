@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...config.algorithms import algorithm_spec
 from ...data import Episode, TaskExamples, length_sorted_batches
 from ...errors import ConfigError
 from ...models import read_kshot_meta
@@ -33,22 +34,14 @@ logger = logging.getLogger(__name__)
 
 
 def check_params(params) -> None:
-    """Errors for settings only this algorithm reads (the shared ones are checked by Params)."""
-    if params.k_query < 1:
-        raise ConfigError(
-            "learned_optimizer learns from the query loss after adaptation; set params.k_query to 1 or more."
-        )
-    if params.lopt_truncate is not None and params.lopt_truncate < 1:
-        raise ConfigError(f"'params.lopt_truncate' must be at least 1 or null, got {params.lopt_truncate}.")
-    if params.lopt_checkpoint_segment < 0:
-        raise ConfigError(
-            f"'params.lopt_checkpoint_segment' must be 0 (off) or more, got {params.lopt_checkpoint_segment}."
-        )
-    for key in ("lopt_lr", "meta_lr", "lopt_path_loss_weight"):
-        if getattr(params, key) < 0:
-            raise ConfigError(f"'params.{key}' must be 0 or more, got {getattr(params, key)}.")
-    if params.lopt_meta_grad_clip is not None and not params.lopt_meta_grad_clip > 0:
-        raise ConfigError(f"'params.lopt_meta_grad_clip' must be positive or null, got {params.lopt_meta_grad_clip}.")
+    """Refuse settings this algorithm cannot train with.
+
+    The checks live with ``Params.validate`` (the ranges of the ``lopt_*`` fields, and this algorithm's
+    own in :mod:`kshot.config.algorithms`), so a params file or request body is refused when it arrives;
+    they run again here for params built in code without ``from_dict`` (whatever their ``algorithm``).
+    """
+    params.validate("params.")
+    algorithm_spec(LearnedOptimizerAlgorithm.name).check(params, "params.")
 
 
 def lopt_config(params) -> LoptConfig:

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from ..deps import Authorized, StoreDep, attempt_or_404
+from ..deps import Authorized, SettingsDep, StoreDep, attempt_or_404
+from ..launch import recorded_command
+from ..references import resolve_path
 from ..schemas import AttemptCreate, AttemptPage, AttemptPublic, AttemptUpdate
 from ..schemas.attempts import Kind, SortKey, Status
 
@@ -24,9 +26,14 @@ UNAUTHORIZED = {401: {"description": "Missing or wrong bearer token."}}
     dependencies=[Authorized],
     responses={409: {"description": "The name is taken."}, **UNAUTHORIZED},
 )
-def create_attempt(body: AttemptCreate, store: StoreDep) -> AttemptPublic:
-    """Record an attempt (e.g. one run elsewhere). The service does not run it: use POST /train or /test for that."""
-    return AttemptPublic.of(store.create_attempt(body.name, body.kind, body.command.model_dump(), status=body.status))
+def create_attempt(body: AttemptCreate, store: StoreDep, settings: SettingsDep) -> AttemptPublic:
+    """Record an attempt (e.g. one run elsewhere). The service does not run it: use POST /train or /test for that.
+
+    Its command is resolved like a request's (paths under the allowed roots); it owns no output
+    folder, so it can be neither resumed nor tested by name.
+    """
+    command = recorded_command(body.kind, body.name, body.command.model_dump(exclude_none=True), settings)
+    return AttemptPublic.of(store.create_attempt(body.name, body.kind, command, status=body.status))
 
 
 @router.get("", response_model=AttemptPage)
@@ -60,11 +67,19 @@ def get_attempt(key: KeyPath, store: StoreDep) -> AttemptPublic:
 
 
 @router.patch(
-    "/{key}", response_model=AttemptPublic, dependencies=[Authorized], responses={**NOT_FOUND, **UNAUTHORIZED}
+    "/{key}",
+    response_model=AttemptPublic,
+    dependencies=[Authorized],
+    responses={**NOT_FOUND, **UNAUTHORIZED, 409: {"description": "A status change its life does not allow."}},
 )
-def update_attempt(key: KeyPath, body: AttemptUpdate, store: StoreDep) -> AttemptPublic:
+def update_attempt(key: KeyPath, body: AttemptUpdate, store: StoreDep, settings: SettingsDep) -> AttemptPublic:
     record = attempt_or_404(store, key)
     fields = body.fields()
+    if "artefacts" in fields:
+        roots = settings.resolved_roots()
+        fields["artefacts"] = {
+            name: resolve_path(path, roots, ("body", "artefacts", name)) for name, path in fields["artefacts"].items()
+        }
     if not fields:
         return AttemptPublic.of(record)
     # The store keeps started_at/finished_at in step with the status.

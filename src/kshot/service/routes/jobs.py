@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, status
 
+from ...tracking.errors import AttemptExists
 from ..deps import Authorized, QueueDep, SettingsDep, StoreDep, attempt_or_404
-from ..launch import default_name, resume, submit, test_command, train_command
+from ..launch import AttemptNotReady, check_stored_command, default_name, resume, submit, test_command, train_command
+from ..references import InvalidReference, claim_output_dir, release_output_dir
 from ..schemas import AttemptPublic, TestRequest, TrainRequest
 from .attempts import KeyPath
 
@@ -21,15 +25,15 @@ RESPONSES = {
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=AttemptPublic, responses=RESPONSES)
 def start_training(body: TrainRequest, store: StoreDep, queue: QueueDep, settings: SettingsDep) -> AttemptPublic:
     """Queue a meta-training run; follow it with GET /attempts/{id}/events."""
-    name = body.name or default_name("train")
-    return AttemptPublic.of(submit(store, queue, "train", name, train_command(body, name, settings)))
+    name = _free_name(store, body.name or default_name("train"))
+    return AttemptPublic.of(_submit_owned(store, queue, "train", name, train_command(body, name, settings)))
 
 
 @router.post("/test", status_code=status.HTTP_202_ACCEPTED, response_model=AttemptPublic, responses=RESPONSES)
 def start_test(body: TestRequest, store: StoreDep, queue: QueueDep, settings: SettingsDep) -> AttemptPublic:
     """Queue a few-shot evaluation of a saved model (or of a completed training attempt's model)."""
-    name = body.name or default_name("test")
-    return AttemptPublic.of(submit(store, queue, "test", name, test_command(body, name, settings, store)))
+    name = _free_name(store, body.name or default_name("test"))
+    return AttemptPublic.of(_submit_owned(store, queue, "test", name, test_command(body, name, settings, store)))
 
 
 @router.post(
@@ -42,6 +46,31 @@ def start_test(body: TestRequest, store: StoreDep, queue: QueueDep, settings: Se
         409: {"description": "Not a failed or cancelled training attempt."},
     },
 )
-def resume_training(key: KeyPath, store: StoreDep, queue: QueueDep) -> AttemptPublic:
+def resume_training(key: KeyPath, store: StoreDep, queue: QueueDep, settings: SettingsDep) -> AttemptPublic:
     """Queue a failed (e.g. interrupted) or cancelled training again; it continues from its last checkpoint."""
-    return AttemptPublic.of(resume(store, queue, attempt_or_404(store, key)))
+    record = attempt_or_404(store, key)
+    try:
+        if record.kind == "train" and record.status in ("failed", "cancelled"):
+            # The stored command is resolved again: it must still name allowed data and the folder it owns.
+            check_stored_command(record, settings)
+    except InvalidReference as err:
+        raise AttemptNotReady(f"Attempt {record.name!r} cannot be resumed: {err.message}") from None
+    return AttemptPublic.of(resume(store, queue, record))
+
+
+def _free_name(store, name: str) -> str:
+    # A taken name is a 409 before anything else is looked at (the store checks again when it creates).
+    if store.get_attempt(name) is not None:
+        raise AttemptExists(f"An attempt named '{name}' exists already; choose another name.")
+    return name
+
+
+def _submit_owned(store, queue, kind: str, name: str, command: dict):
+    """Create the attempt's output folder (marked as its own), then store and queue the attempt."""
+    out = Path(command["config"]["output_dir"])
+    claim_output_dir(out, name)
+    try:
+        return submit(store, queue, kind, name, command)
+    except AttemptExists:
+        release_output_dir(out)  # the name is taken: the folder was never this attempt's
+        raise

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..deps import SettingsDep, StoreDep, attempt_or_404
+from ..references import InvalidReference
 from ..schemas import AttemptPublic, EvaluationPublic, StepPublic
 from .attempts import NOT_FOUND, KeyPath
 
@@ -60,8 +61,14 @@ async def follow(
     """
     from sse_starlette import EventSourceResponse
 
+    if last_event_id is not None:
+        # An EventSource sends back the id it was given: a step number. Anything else is refused here,
+        # before it reaches the database (a 20-digit id overflowed the driver).
+        digits = last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) <= 10
+        if not digits or int(last_event_id) > 10**9:
+            raise InvalidReference(("header", "last-event-id"), "Last-Event-ID must be a step number (0 to 10**9).")
     record = await run_in_threadpool(attempt_or_404, store, key)
-    if last_event_id and last_event_id.isascii() and last_event_id.isdigit():
+    if last_event_id is not None:
         after = max(after or 0, int(last_event_id))
     return EventSourceResponse(_events(request, store, record.id, after, settings.events_poll_seconds))
 

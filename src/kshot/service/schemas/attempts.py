@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .common import AttemptName, finite_or_none
 from .jobs import check_config, check_params
+
+MAX_METRICS = 100
+MAX_ARTEFACTS = 32
+MetricKey = Annotated[str, Field(min_length=1, max_length=64)]
+ArtefactPath = Annotated[str, Field(min_length=1, max_length=4096)]
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 Kind = Literal["train", "test"]
@@ -60,15 +66,21 @@ class AttemptUpdate(BaseModel):
     status: Status | None = None
     n_steps: int | None = Field(None, ge=0, le=10**9, description="Outer steps run so far.")
     error: str | None = Field(None, max_length=10_000)
-    metrics: dict[str, float] | None = Field(
-        None, description='Final metrics, e.g. {"accuracy": 0.83, "macro_f1": 0.81}.'
+    metrics: dict[MetricKey, float] | None = Field(
+        None,
+        max_length=MAX_METRICS,
+        description=f'Final metrics (at most {MAX_METRICS}), e.g. {{"accuracy": 0.83, "macro_f1": 0.81}}.',
     )
-    artefacts: dict[str, str] | None = Field(None, description='Named artefact paths, e.g. {"model": "runs/a/"}.')
+    artefacts: dict[MetricKey, ArtefactPath] | None = Field(
+        None,
+        max_length=MAX_ARTEFACTS,
+        description=f"Named artefact paths under the allowed roots (at most {MAX_ARTEFACTS}).",
+    )
 
     @field_validator("metrics")
     @classmethod
     def _finite(cls, value):
-        if value is not None and any(v != v or v in (float("inf"), float("-inf")) for v in value.values()):
+        if value is not None and any(not math.isfinite(v) for v in value.values()):
             raise ValueError("metrics must be finite numbers")
         return value
 

@@ -5,8 +5,9 @@
 
 Each setting is launched with torch.distributed.run (what ``accelerate launch --multi_gpu`` runs) on
 synthetic multi-domain data, on CPUs unless ``--gpu``; the CPU cores are shared out between the
-processes (by default 1 process × all threads, then 2 processes × half each; ``--settings`` picks others). The main process times every outer
-step after the first (warm-up); its clock includes waiting for the other process, as a user's does.
+processes (by default 1 process × all threads, then 2 processes × half each; ``--settings`` picks
+others). The main process times every outer step after the first (warm-up); its clock includes
+waiting for the other process, as a user's does.
 Prints the median step time per setting and the 2-process/1-process ratio, and writes them as JSON.
 """
 
@@ -44,7 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=None,
         metavar="PxT",
-        help="Settings to measure, processes x torch threads per process, e.g. 1x1 1x2 2x1; default: 1 and 2 processes sharing the cores.",
+        help=(
+            "Settings to measure, processes x torch threads per process, e.g. 1x1 1x2 2x1;"
+            " default: 1 and 2 processes sharing the cores."
+        ),
     )
     ap.add_argument("--gpu", action="store_true", help="Use the GPUs (one per process) instead of CPUs.")
     ap.add_argument("--json", type=Path, default=None, help="Also write the results here.")
@@ -181,12 +185,14 @@ def main() -> None:
         results = [run_setting(args, n, t, model_dir, data, work) for n, t in parse_settings(args.settings)]
     base = results[0]["median_step_s"]
     print(
-        f"\nmodel={args.model} meta_batch_size={args.meta_batch_size} inner_steps={args.inner_steps} cores={os.cpu_count()}"
+        f"\nmodel={args.model} meta_batch_size={args.meta_batch_size} inner_steps={args.inner_steps}"
+        f" cores={os.cpu_count()}"
     )
     print(f"{'processes':>9} {'threads/proc':>12} {'median step (s)':>16} {'mean step (s)':>14} {'vs first':>9}")
     for r in results:
         print(
-            f"{r['processes']:>9} {r['threads_per_process']:>12} {r['median_step_s']:>16.3f} {r['mean_step_s']:>14.3f} {r['median_step_s'] / base:>9.2f}"
+            f"{r['processes']:>9} {r['threads_per_process']:>12} {r['median_step_s']:>16.3f}"
+            f" {r['mean_step_s']:>14.3f} {r['median_step_s'] / base:>9.2f}"
         )
     if args.json:
         args.json.write_text(

@@ -67,7 +67,8 @@ def main() -> None:
         params = saved_params(model_dir)
         if params.max_length != first.max_length:
             raise SystemExit(
-                f"{model_dir} truncates at {params.max_length} tokens, {args.models[0]} at {first.max_length}: ensemble models tokenized alike."
+                f"{model_dir} truncates at {params.max_length} tokens, {args.models[0]} at {first.max_length}:"
+                " ensemble models tokenized alike."
             )
         probs = query_probabilities(model_dir, tasks, params)
         members[model_dir] = scores(tasks, probs)

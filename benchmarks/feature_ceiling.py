@@ -44,7 +44,8 @@ def linear_head(model) -> torch.nn.Linear:
     head = model.get_submodule(names.pop()) if len(names) == 1 else None
     if not isinstance(head, torch.nn.Linear):
         raise SystemExit(
-            f"{type(model).__name__}'s head ({sorted(head_names(model))}) is not one Linear layer: its input is not a feature vector."
+            f"{type(model).__name__}'s head ({sorted(head_names(model))}) is not one Linear layer:"
+            " its input is not a feature vector."
         )
     return head
 

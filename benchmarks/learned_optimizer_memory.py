@@ -170,7 +170,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     mode = "first-order" if args.first_order else "second-order"
     print(
-        f"model: {args.model} ({rows[0]['params'] / 1e6:.2f} M parameters), {mode}, support batch {args.batch}×{args.length} tokens"
+        f"model: {args.model} ({rows[0]['params'] / 1e6:.2f} M parameters), {mode},"
+        f" support batch {args.batch}×{args.length} tokens"
     )
     print("| unrolled steps | checkpointing | time (s) | peak RSS added (MB) |")
     print("|---|---|---|---|")

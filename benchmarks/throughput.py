@@ -1,7 +1,8 @@
-"""Meta-training throughput and the inner loop's share of this machine's float32 matmul peak.
+"""Meta-training throughput and its share of this machine's float32 and bfloat16 matmul peaks.
 
 Measures, in one run (so the ratios are meaningful on a noisy machine):
-1. the float32 matrix-multiply peak (GFLOP/s) with torch.mm at the model's own shapes;
+1. the float32 and the bfloat16 matrix-multiply peaks (GFLOP/s) with torch.mm at the model's own
+   shapes; every figure below is reported against both, for each --precisions value in turn;
 2. kshot's meta-training (the algorithm of --set algorithm=..., Reptile by default) on real ARSC
    episodes: episodes/s, episode examples (support + query) per second, and the achieved GFLOP/s
    of the whole meta-step (FLOPs counted by torch.utils.flop_counter on the very same episodes);
@@ -14,12 +15,14 @@ Measures, in one run (so the ratios are meaningful on a noisy machine):
    (meta − fast) and step an outer AdamW.
 
     .venv/bin/python benchmarks/throughput.py --steps 6 --naive-episodes 2
+    .venv/bin/python benchmarks/throughput.py -p configs/arsc/anil.yaml --steps 40   # the main job, fp32 and bf16
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 
@@ -27,17 +30,19 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kshot.config import KshotConfig, Params
+from kshot.config import KshotConfig, Params, load_params
 from kshot.models import load_model, load_tokenizer, resolve_model_name
 from kshot.training.setup import build_algorithm, build_tasks, make_accelerator
 
 
-def matmul_peak(hidden: int, intermediate: int, tokens: int, seconds: float = 3.0) -> float:
-    """Best GFLOP/s of torch.mm over the model's large GEMM shapes (forward and backward shapes)."""
+def matmul_peak(
+    hidden: int, intermediate: int, tokens: int, seconds: float = 3.0, dtype: torch.dtype = torch.float32
+) -> float:
+    """Best GFLOP/s of torch.mm in ``dtype`` over the model's large GEMM shapes (forward and backward shapes)."""
     shapes = [(tokens, hidden, intermediate), (tokens, intermediate, hidden), (hidden, tokens, intermediate)]
     best = 0.0
     for m, k, n in shapes:
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         for _ in range(3):
             torch.mm(a, b)
         reps, t0 = 0, time.perf_counter()
@@ -104,7 +109,8 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int, profile_ro
     model.train()
     t1 = time.perf_counter()
     for batch in batches:
-        loss = model(**batch).loss
+        with accelerator.autocast():
+            loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -112,6 +118,7 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int, profile_ro
     flops = sum(count_flops(model, b) for b in batches)
     n_episodes = steps * params.meta_batch_size
     return {
+        "precision": accelerator.mixed_precision,
         "episodes_per_s": n_episodes / wall,
         "episode_examples_per_s": episode_examples / wall,
         "meta_step_gflops_per_s": meta_flops / wall / 1e9,
@@ -125,7 +132,7 @@ def kshot_throughput(config: KshotConfig, params: Params, steps: int, profile_ro
 
 
 def naive_throughput(
-    config: KshotConfig, params: Params, episodes: int, inner_epochs: int = 5, batch: int = 5, k: int = 10, l: int = 10
+    config: KshotConfig, params: Params, episodes: int, inner_epochs: int = 5, batch: int = 5, k: int = 10, q: int = 10
 ) -> float:
     """Episodes/s of the seed project's loop (see module docstring), on the same model and data."""
     from kshot.data import load_tasks
@@ -142,7 +149,7 @@ def naive_throughput(
     for _ in range(episodes):
         domain = domains[rng.integers(len(domains))]
         subset = [r for r in rows if r[0] == domain]  # filter the whole dataset per task
-        chosen = [subset[i] for i in rng.choice(len(subset), k + l, replace=False)]
+        chosen = [subset[i] for i in rng.choice(len(subset), k + q, replace=False)]
         enc = tokenizer(
             [r[1] for r in chosen], padding="max_length", truncation=True, max_length=512, return_tensors="pt"
         )
@@ -180,6 +187,14 @@ def main() -> None:
     ap.add_argument(
         "--naive-episodes", type=int, default=0, help="Also time the seed project's loop on this many episodes."
     )
+    ap.add_argument(
+        "-p", "--params", help="A params.yaml to start from (e.g. configs/arsc/anil.yaml); --set applies after."
+    )
+    ap.add_argument(
+        "--precisions",
+        default="no,bf16",
+        help="Comma-separated mixed_precision values to measure in this run, on the same episodes (default no,bf16).",
+    )
     ap.add_argument("--set", action="append", default=[], help="params overrides, e.g. --set inner_steps=5")
     ap.add_argument("--json", help="Write the figures here.")
     ap.add_argument(
@@ -199,20 +214,33 @@ def main() -> None:
         key, value = item.split("=", 1)
         overrides[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
     config = KshotConfig.from_dict({"data": {"format": "arsc", "path": args.data}, "logging": {"progress_bar": False}})
-    params = Params.from_dict(
-        {"meta_batch_size": 4, "k_support": 5, "k_query": 10, "inner_steps": 5, "inner_batch_size": 10, **overrides}
-    )
+    base = {"meta_batch_size": 4, "k_support": 5, "k_query": 10, "inner_steps": 5, "inner_batch_size": 10}
+    if args.params:
+        base = load_params(args.params).to_dict()
+    params = Params.from_dict({**base, **overrides})
     torch.manual_seed(0)
     model = load_model(resolve_model_name(None), ["negative", "positive"])
     cfg = model.config
-    peak = matmul_peak(cfg.hidden_size, cfg.intermediate_size, tokens=params.inner_batch_size * 64)
-    result = {"threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "params": params.to_dict()}
-    result["kshot"] = kshot_throughput(config, params, args.steps, args.profile)
-    result["inner_loop_share_of_peak"] = result["kshot"]["inner_loop_gflops_per_s"] / peak
-    result["meta_step_share_of_peak"] = result["kshot"]["meta_step_gflops_per_s"] / peak
+    tokens = params.inner_batch_size * 64
+    # Both peaks in this run: the machine's noise moves them together, so the shares are comparable.
+    peaks = {
+        "float32": matmul_peak(cfg.hidden_size, cfg.intermediate_size, tokens),
+        "bfloat16": matmul_peak(cfg.hidden_size, cfg.intermediate_size, tokens, dtype=torch.bfloat16),
+    }
+    result = {"threads": torch.get_num_threads(), "matmul_peak_gflops": peaks, "params": params.to_dict(), "runs": {}}
+    for precision in args.precisions.split(","):
+        run = kshot_throughput(config, dataclasses.replace(params, mixed_precision=precision), args.steps, args.profile)
+        for key in ("meta_step", "inner_loop"):
+            run[f"{key}_share_of_peak"] = {name: run[f"{key}_gflops_per_s"] / peak for name, peak in peaks.items()}
+        result["runs"][precision] = run
+    runs = result["runs"]
+    if "no" in runs and "bf16" in runs:
+        result["bf16_speedup"] = runs["bf16"]["episodes_per_s"] / runs["no"]["episodes_per_s"]
     if args.naive_episodes:
         result["naive_episodes_per_s"] = naive_throughput(config, params, args.naive_episodes)
-        result["speedup_vs_naive"] = result["kshot"]["episodes_per_s"] / result["naive_episodes_per_s"]
+        result["speedup_vs_naive"] = {
+            name: run["episodes_per_s"] / result["naive_episodes_per_s"] for name, run in runs.items()
+        }
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as fh:

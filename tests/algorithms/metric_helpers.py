@@ -36,6 +36,8 @@ def run_config(tmp_path: Path, model_dir: Path, data: Path) -> KshotConfig:
 def run_params(algorithm: str, **overrides) -> Params:
     values = {
         "algorithm": algorithm,
+        # float32: the in-memory reference runs without an accelerator, so it must match the folder's precision.
+        "mixed_precision": "no",
         "meta_steps": 30,
         "meta_batch_size": 2,
         "k_support": 4,

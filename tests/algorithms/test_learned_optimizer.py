@@ -109,7 +109,10 @@ def test_meta_gradient_matches_finite_differences(kind):
     # sharply curved in θ: a smaller step keeps the central difference accurate.
     w = {n: torch.randn_like(p) for n, p in init.items()}
     analytic = sum(float((result.init[n] * w[n]).sum()) for n in init)
-    shifted = lambda s: {n: p + s * w[n] for n, p in init.items()}
+
+    def shifted(s):
+        return {n: p + s * w[n] for n, p in init.items()}
+
     eps = 1e-8
     numeric = (
         meta_loss(lopt, loss_fn, shifted(eps), support, query) - meta_loss(lopt, loss_fn, shifted(-eps), support, query)
@@ -150,7 +153,10 @@ def test_first_order_and_truncation_drop_terms_but_keep_a_useful_gradient():
     full = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions())
     first = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions(first_order=True))
     last = meta_gradients(lopt, loss_fn, init, support, query, UnrollOptions(truncate=1))
-    flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])
+
+    def flat(gs):
+        return torch.cat([g.reshape(-1) for g in gs])
+
     for approx in (first, last):
         assert approx.query_loss == pytest.approx(full.query_loss, rel=1e-12)  # same forward pass
         assert not torch.allclose(flat(approx.lopt), flat(full.lopt))

@@ -19,6 +19,8 @@ from ..distributed.launch import accelerate_launch
 
 ALGORITHMS = ["protonet", "relationnet"]  # the plain encoder, and encoder + learned scorer
 PARAMS = {
+    # float32: bf16 would amplify the processes' different summation order beyond the 1e-4 compared here.
+    "mixed_precision": "no",
     "meta_steps": 3,
     "meta_batch_size": 4,
     "k_support": 4,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -188,22 +190,42 @@ def test_fail_interrupted_marks_only_dead_runs(store):
     crashed = store.create_attempt("crashed", "train", COMMAND)
     alive = store.create_attempt("alive", "train", COMMAND)
     store.start_attempt(alive.id)  # this process: alive
-    store.start_attempt(crashed.id)
+    store.start_attempt(crashed.id, lease=0.02)
+    just_died = store.create_attempt("just-died", "train", COMMAND)
+    store.start_attempt(just_died.id, lease=60)  # renewed a moment ago: perhaps by a process of another
+    store.update_attempt(just_died.id, worker=f"{socket.gethostname()}:{dead.stdout.strip()}")  # pid namespace
     host = store.get_attempt(crashed.id).worker.rpartition(":")[0]
     store.update_attempt(crashed.id, worker=f"{host}:{dead.stdout.strip()}")
     elsewhere = store.create_attempt("elsewhere", "train", COMMAND)
     store.start_attempt(elsewhere.id)
     store.update_attempt(elsewhere.id, worker="another-host:1")
     store.create_attempt("finished", "train", COMMAND, status="completed")
+    time.sleep(0.05)
 
     assert store.fail_interrupted() == 2
     assert {a.name for a in store.list_attempts(status="failed")[0]} == {"unknown-origin", "crashed"}
     assert store.get_attempt("crashed").error == "interrupted" and store.get_attempt("crashed").finished_at is not None
     assert store.get_attempt("alive").status == store.get_attempt("elsewhere").status == "running"
+    assert store.get_attempt("just-died").status == "running"  # its lease decides (reap_expired)
     assert store.fail_interrupted() == 0
     # another host's run only goes when it has been silent for longer than stale_after
     assert store.fail_interrupted(stale_after=timedelta(hours=1)) == 0
     assert store.fail_interrupted(stale_after=timedelta(0)) == 1 and store.get_attempt("elsewhere").status == "failed"
+
+
+def test_fail_process_ends_the_runs_of_one_dead_process(store):
+    mine = store.create_attempt("mine", "train", COMMAND)
+    store.start_attempt(mine.id, lease=60)
+    cancelling = store.create_attempt("cancelling", "train", COMMAND)
+    store.start_attempt(cancelling.id, lease=60)
+    store.request_cancel(cancelling.id)
+    other = store.create_attempt("other", "train", COMMAND)
+    store.start_attempt(other.id, lease=60)
+    store.update_attempt(other.id, worker="elsewhere:1")
+    assert store.fail_process(store.get_attempt(mine.id).worker) == 2
+    assert store.get_attempt(mine.id).status == "failed" and store.get_attempt(mine.id).error == "interrupted"
+    assert store.get_attempt(cancelling.id).status == "cancelled"
+    assert store.get_attempt(other.id).status == "running"
 
 
 def test_delete_removes_steps_and_evaluations(store):

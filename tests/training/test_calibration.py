@@ -34,7 +34,8 @@ def test_calibrated_evaluation_is_argmax_of_shifted_logits(tiny_run):
     algo, prior = trainer.algorithm, np.array([0.1, 0.9])
     plain = evaluate_task(algo, task, params.eval_inner_steps, 16, params.seed)
     calibrated = evaluate_task(algo, task, params.eval_inner_steps, 16, params.seed, prior)
-    # The same adaptation (evaluate_task seeds it from the task name), then predictions from logits + shift, computed here by hand.
+    # The same adaptation (evaluate_task seeds it from the task name), then predictions from logits + shift,
+    # computed here by hand.
     algo.adapt(task.support, params.eval_inner_steps, seed=zlib.crc32(task.name.encode()) ^ params.seed)
     logits = algo.predict(task.query, 16)
     algo.reset()

@@ -71,6 +71,10 @@ class ANIL(GradientMetaLearner):
             params = {n: t.detach() for n, t in params.items()}
         with torch.set_grad_enabled(track_meta), autocast(self.accelerator):
             features = self.head_inputs(params, to_device(collate(support.input_ids, self.pad_token_id), self.device))
+        # The body ran under autocast (bf16 features under mixed precision); the head's inner steps run
+        # outside it, on features in the weights' dtype, so the head, its updates and the prototypes keep
+        # the master weights' precision (float32).
+        features = features.to(params[self.head[0]].dtype)
         labels = torch.as_tensor(support.labels, device=self.device)
         head = self.model.get_submodule(self.head_module_name)
         prefix = len(self.head_module_name) + 1

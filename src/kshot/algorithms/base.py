@@ -7,6 +7,7 @@ task. The fast model is the same object throughout: weights are copied in place,
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -88,7 +89,14 @@ class MetaAlgorithm(ABC):
 
 
 def autocast(accelerator):
-    return accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
+    """The accelerator's autocast (bf16/fp16 under mixed precision; a no-op in float32). Without an
+    accelerator, nothing changes: an enclosing autocast (``predict_texts``'s) still applies."""
+    return accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+
+
+def full_precision(device) -> torch.autocast:
+    """Leave an enclosing autocast: what runs inside (small heads and scorers) keeps the weights' precision."""
+    return torch.autocast(torch.device(device).type, enabled=False)
 
 
 def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:

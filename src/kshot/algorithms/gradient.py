@@ -136,7 +136,8 @@ class GradientMetaLearner(ParamDictAlgorithm):
         for ep in episodes:
             if len(ep.query) == 0:
                 raise ConfigError(
-                    f"{self.name} learns from the query loss after adaptation, but the episodes have no query examples; set params.k_query to 1 or more."
+                    f"{self.name} learns from the query loss after adaptation, but the episodes have no query examples;"
+                    " set params.k_query to 1 or more."
                 )
             adapted, losses = self.inner(ep.support, self.params.inner_steps, ep.seed, track_meta=True)
             query = to_device(collate(ep.query.input_ids, self.pad_token_id, ep.query.labels), self.device)

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data import Episode, TaskExamples
 from ..errors import ModelError
-from .base import MetaAlgorithm, reduce_mean
+from .base import MetaAlgorithm, full_precision, reduce_mean
 from .embedding import embed_task, encode_ids
 from .inner_loop import make_inner_optimizer
 from .reptile import ParameterState, sum_across_processes
@@ -178,7 +178,8 @@ class MetricAlgorithm(MetaAlgorithm):
             raise ModelError("The support set is empty: give at least one labelled example per class.")
         if int(support.labels.max()) >= self.model.config.num_labels:
             raise ModelError(
-                f"Support label id {int(support.labels.max())} is outside the model's {self.model.config.num_labels} labels."
+                f"Support label id {int(support.labels.max())} is outside the model's"
+                f" {self.model.config.num_labels} labels."
             )
         stats: dict[str, float] = {"steps": 0}
         if self.params.metric_finetune and steps > 0:
@@ -225,7 +226,8 @@ class MetricAlgorithm(MetaAlgorithm):
         out = np.full((len(task), self.model.config.num_labels), -np.inf, dtype=np.float32)
         columns = self.support["classes"].cpu().numpy()
         for start in range(0, len(task), batch_size):
-            logits = self.scores(self.support, emb[start : start + batch_size])
+            with full_precision(self.device):  # float32 scores, as in meta-training, even under an enclosing autocast
+                logits = self.scores(self.support, emb[start : start + batch_size])
             out[start : start + batch_size, columns] = logits.float().cpu().numpy()
         return out
 
@@ -279,12 +281,14 @@ class MetricAlgorithm(MetaAlgorithm):
             saved_by = (fh.metadata() or {}).get("algorithm")
         if saved_by != self.name:
             raise ModelError(
-                f"{path} holds a {saved_by} support state, not a {self.name} one; adapt the model again with `kshot adapt`."
+                f"{path} holds a {saved_by} support state, not a {self.name} one;"
+                " adapt the model again with `kshot adapt`."
             )
         support = load_file(str(path), device=str(self.device))
         if int(support["classes"].max()) >= self.model.config.num_labels:
             raise ModelError(
-                f"{path} refers to label ids beyond the model's {self.model.config.num_labels} labels; adapt the model again."
+                f"{path} refers to label ids beyond the model's {self.model.config.num_labels} labels;"
+                " adapt the model again."
             )
         return support
 

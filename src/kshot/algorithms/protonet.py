@@ -57,7 +57,8 @@ class ProtoNet(MetricAlgorithm):
             'folder = "PATH_TO_THIS_FOLDER"\n'
             "tok, enc = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()\n"
             f'state = load_file(f"{{folder}}/{SUPPORT_FILE}")  # classes: label ids; prototypes: one row each\n'
-            f'batch = tok(["a text to classify"], padding=True, truncation=True, max_length={self.params.max_length}, return_tensors="pt")\n'
+            'batch = tok(["a text to classify"], padding=True, truncation=True,'
+            f' max_length={self.params.max_length}, return_tensors="pt")\n'
             "with torch.no_grad():\n"
             "    hidden = enc(**batch).last_hidden_state\n"
             '    mask = batch["attention_mask"].unsqueeze(-1).float()\n'

@@ -34,7 +34,8 @@ def format_markdown(results: dict[str, Any]) -> str:
     for name, r in ok.items():
         for extra, res in r.get("extra", {}).items():
             lines.append(
-                f"\n{name} on {extra}: accuracy {100 * res['mean']['accuracy']:.2f}, macro-F1 {res['mean']['macro_f1']:.3f}"
+                f"\n{name} on {extra}: accuracy {100 * res['mean']['accuracy']:.2f},"
+                f" macro-F1 {res['mean']['macro_f1']:.3f}"
             )
     return "\n".join(lines)
 

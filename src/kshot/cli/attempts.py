@@ -113,12 +113,14 @@ def list_attempts(
         typer.echo("No attempts." if total == 0 else f"No attempts on page {page} ({total} in all).")
         return
     typer.echo(
-        f"{'id':>5}  {'name':<32} {'kind':<5} {'status':<10} {'steps':>11} {'acc':>7} {'F1':>6}  {'created (UTC)':<16} {'time':>7}"
+        f"{'id':>5}  {'name':<32} {'kind':<5} {'status':<10} {'steps':>11} {'acc':>7} {'F1':>6}"
+        f"  {'created (UTC)':<16} {'time':>7}"
     )
     for r in rows:
         steps = f"{r.n_steps}/{r.total_steps}" if r.total_steps else str(r.n_steps or "-")
         typer.echo(
-            f"{r.id:>5}  {_clip(r.name, 32):<32} {r.kind:<5} {r.status:<10} {steps:>11} {_pct(r.metrics.get('accuracy')):>7} "
+            f"{r.id:>5}  {_clip(r.name, 32):<32} {r.kind:<5} {r.status:<10} {steps:>11}"
+            f" {_pct(r.metrics.get('accuracy')):>7} "
             f"{_num(r.metrics.get('macro_f1')):>6}  {_when(r.created_at):<16} {_duration(r.duration_seconds):>7}"
         )
     pages = max(1, math.ceil(total / limit))
@@ -147,7 +149,8 @@ def show(
         return
     typer.echo(f"Attempt {attempt.name} (id {attempt.id}): {attempt.kind}, {attempt.status}")
     typer.echo(
-        f"created {_when(attempt.created_at)}, started {_when(attempt.started_at)}, finished {_when(attempt.finished_at)}"
+        f"created {_when(attempt.created_at)}, started {_when(attempt.started_at)},"
+        f" finished {_when(attempt.finished_at)}"
         f" ({_duration(attempt.duration_seconds)})"
     )
     if attempt.kind == "train":
@@ -270,7 +273,10 @@ def _loss_summary(rows) -> str:
     if not losses:
         return ""
     best = min(losses, key=lambda x: x[1])
-    return f"; loss {losses[0][1]:.4f} (step {losses[0][0]}) -> {losses[-1][1]:.4f} (step {losses[-1][0]}), min {best[1]:.4f} at step {best[0]}"
+    return (
+        f"; loss {losses[0][1]:.4f} (step {losses[0][0]}) -> {losses[-1][1]:.4f} (step {losses[-1][0]}),"
+        f" min {best[1]:.4f} at step {best[0]}"
+    )
 
 
 def _means_by_step(rows) -> dict[int, tuple[float, float]]:

@@ -59,18 +59,21 @@ def train(
 ) -> None:
     """Meta-train, keep the best model in output_dir, then evaluate it on the test tasks."""
     from ..training import format_table
+    from ..training.distributed import launched_rank
     from ..training.setup import make_accelerator
     from .attempts import stored_configs, tracked_train
     from .logs import setup_logging
 
     resume_by_name = resume and name and not (config or params or set_ or no_track)
     cfg, prm = stored_configs(name, db) if resume_by_name else _load(config, params, set_)
+    # Logging first (the main process by its launcher rank): making the accelerator logs the precision.
+    setup_logging(cfg.logging.log_dir, cfg.logging.level, launched_rank() == 0)
     accelerator = make_accelerator(prm)
-    setup_logging(cfg.logging.log_dir, cfg.logging.level, accelerator.is_main_process)
     result = tracked_train(cfg, prm, resume=resume, accelerator=accelerator, name=name, db=db, no_track=no_track)
     if accelerator.is_main_process:
         typer.echo(
-            f"Best model (step {result.best_step}) saved in {result.output_dir}; meta-training took {result.train_seconds:.0f} s."
+            f"Best model (step {result.best_step}) saved in {result.output_dir};"
+            f" meta-training took {result.train_seconds:.0f} s."
         )
         if result.test:
             typer.echo(
@@ -97,6 +100,7 @@ def evaluate(
 ) -> None:
     """Few-shot protocol on the test tasks: adapt on each support set, score its query set."""
     from ..training import evaluate_model, format_table
+    from ..training.distributed import launched_rank
     from ..training.fewshot import saved_params
     from ..training.setup import make_accelerator
     from .attempts import tracked_evaluate
@@ -104,8 +108,8 @@ def evaluate(
 
     cfg, _ = _load(config, None, [s for s in (set_ or []) if s.startswith("config.")])
     overrides = _param_overrides(set_)
-    accelerator = make_accelerator(saved_params(model, overrides))
-    setup_logging(cfg.logging.log_dir, cfg.logging.level, accelerator.is_main_process)
+    setup_logging(cfg.logging.log_dir, cfg.logging.level, launched_rank() == 0)
+    accelerator = make_accelerator(saved_params(model, overrides), training=False)
     if not accelerator.is_main_process:
         # Under a launcher every process scores its share of the tasks; only the main one reports.
         evaluate_model(model, cfg, overrides, accelerator)

@@ -38,7 +38,12 @@ def worker(
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level of the worker and its jobs.")] = "INFO",
 ) -> None:
-    """Run queued training and test attempts (one process per concurrent job)."""
+    """Run queued training and test attempts (one process per concurrent job).
+
+    A job renews its attempt's lease every $KSHOT_HEARTBEAT_SECONDS (lease: $KSHOT_LEASE_HEARTBEATS beats).
+
+    When its worker dies, on any host, the attempt fails once the lease expires; resume continues it.
+    """
     import logging
 
     from ..service.worker import run_worker

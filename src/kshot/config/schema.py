@@ -235,7 +235,15 @@ class Params(ConfigSection):
         range=Range(1, 512),
     )
     test_after_train: bool = field(True, help="Evaluate the best model on the test tasks when training ends.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = field("no", help="Passed to accelerate.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
+        "auto",
+        help="Autocast precision of the forward passes; weights, updates, optimizer state and saved models stay "
+        "float32. 'auto': bf16 where the hardware multiplies bf16 matrices natively (a CPU with AVX512-BF16 or "
+        "AMX, a CUDA GPU with bf16), float32 elsewhere; float32 too to meta-train learned_optimizer, or maml/"
+        "metasgd second order through a first Adam inner step, whose meta-gradients bf16 rounding ruins. 'no': "
+        "float32. 'bf16'/'fp16': always (fp16 needs a GPU). With 'auto' or 'no', `accelerate launch "
+        "--mixed_precision bf16|fp16` wins. The choice is logged (see training/precision.py).",
+    )
     prior_calibration: bool = field(
         False,
         help="Shift predictions from the support set's label prior to the prior averaged over the training "

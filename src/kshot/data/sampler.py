@@ -64,7 +64,8 @@ class EpisodeSampler:
             self._by_label.append(by_label)
         if not self.tasks:
             raise DataError(
-                f"There are no tasks to sample {stream} episodes from; check the data.*_domains lists and k_support/k_query."
+                f"There are no tasks to sample {stream} episodes from;"
+                " check the data.*_domains lists and k_support/k_query."
             )
 
     def _need_per_class(self) -> int:

@@ -52,7 +52,8 @@ def _split_domains(config: DataConfig, known: list[str], default_test: list[str]
     leak = set(train) & set(test)
     if leak:
         raise DataError(
-            f"Test domain(s) {', '.join(sorted(leak))} are also training domains ({where}); test domains are never trained on."
+            f"Test domain(s) {', '.join(sorted(leak))} are also training domains ({where});"
+            " test domains are never trained on."
         )
     if not train:
         raise DataError(f"No training domains left in {where} after removing validation and test domains.")

@@ -33,9 +33,11 @@ ERROR_LIMIT = 4000
 
 @dataclass
 class Reconciled:
-    """What one reconciliation did: attempts ended (lease expired) and attempts queued again (job lost)."""
+    """What one reconciliation did: attempts ended (lease expired), attempts of dead processes of this
+    host failed (``interrupted``, a count), and attempts queued again (job lost)."""
 
     ended: list = field(default_factory=list)
+    interrupted: int = 0
     requeued: list = field(default_factory=list)
 
 
@@ -86,13 +88,16 @@ class JobQueue:
         worker starting, the API starting), without waiting for their lease to expire.
         """
         done = Reconciled()
-        if this_host:
-            failed = store.fail_interrupted()
-            if failed:
-                logger.warning("%d attempt(s) of stopped processes of this host marked failed (interrupted).", failed)
+        # Leases first: their error says how long the worker has been silent and what to do.
         for attempt in store.reap_expired():
             done.ended.append(attempt)
             logger.warning("Attempt %s (id %d) ended %s: %s", attempt.name, attempt.id, attempt.status, attempt.error)
+        if this_host:
+            done.interrupted = store.fail_interrupted()
+            if done.interrupted:
+                logger.warning(
+                    "%d attempt(s) of stopped processes of this host marked failed (interrupted).", done.interrupted
+                )
         done.requeued = self._requeue_lost(store)
         return done
 
@@ -140,6 +145,17 @@ class JobQueue:
 
             self._stores[pid] = AttemptStore(self.settings.database_url)
         return self._stores[pid]
+
+    def warm_up(self) -> None:
+        """Import what a job needs before it claims an attempt (the worker does, before it forks).
+
+        Importing torch and transformers holds the interpreter lock for seconds at a time: after the
+        claim, that would starve the heartbeat thread and let the lease of a healthy job expire.
+        """
+        import importlib
+
+        for module in ("kshot.training.trainer", "kshot.training.fewshot", "kshot.tracking.runner"):
+            importlib.import_module(module)
 
     def lease(self):
         """How a job holds its attempt: the settings' heartbeat and lease; it kills itself when it lost it."""

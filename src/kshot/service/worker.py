@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 
@@ -91,13 +92,13 @@ def build_consumer(settings: ServiceSettings, concurrency: int | None = None, he
         next_reconcile = 0.0
 
         def check_worker_health(self):
-            alive = [self.environment.is_alive(t) for _, t in self.worker_threads]
+            dead = [t.pid for _, t in self.worker_threads if not self.environment.is_alive(t)]
             healthy = super().check_worker_health()
-            if not all(alive):
-                # The dead worker's attempt is still 'running' with that process id; the store
-                # recognises a dead process on this host and marks its attempt failed.
-                failed = _store_call(queue, lambda store: store.fail_interrupted())
-                logger.warning("A worker process died; %s attempt(s) marked failed (interrupted).", failed)
+            for pid in dead:
+                # Its attempt is still 'running' with that process id: this consumer saw the process
+                # exit, so it ends the attempt now rather than when its lease expires.
+                failed = _store_call(queue, lambda store: store.fail_process(f"{socket.gethostname()}:{pid}"))
+                logger.warning("Worker process %s died; %s attempt(s) marked failed (interrupted).", pid, failed)
             if time.monotonic() >= self.next_reconcile:
                 self.next_reconcile = time.monotonic() + settings.reconcile_seconds
                 _store_call(queue, queue.reconcile)
@@ -134,11 +135,16 @@ def run_worker(settings: ServiceSettings, concurrency: int | None = None) -> Non
     consumer = build_consumer(settings, concurrency)
     queue = consumer.job_queue
     where = settings.redis_url if settings.queue_backend == "redis" else str(settings.queue_path)
-    # A worker starting after a crash (its own, or another's on this host) reconciles before it runs anything.
+    # A worker starting after a crash (its own, or another's on this host) reconciles first, before
+    # the seconds its imports take.
     done = _store_call(queue, lambda store: queue.reconcile(store, this_host=True))
-    if done is not None and (done.ended or done.requeued):
+    if done is not None and (done.ended or done.interrupted or done.requeued):
         logger.warning(
-            "At start: %d attempt(s) of stopped workers ended, %d queued again.", len(done.ended), len(done.requeued)
+            "At start: %d attempt(s) of stopped workers ended, %d queued again.",
+            len(done.ended) + done.interrupted,
+            len(done.requeued),
         )
+    # Before forking: every job process (and every replacement of one that died) starts with them.
+    queue.warm_up()
     logger.info("kshot worker: %d process(es) on the %s queue %s.", consumer.workers, settings.queue_backend, where)
     consumer.run()

@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import threading
+import time
 
 from ..errors import ConfigError
 
@@ -98,6 +99,7 @@ class Heartbeat:
             )
 
     def _run(self) -> None:
+        last = time.monotonic()
         while not self._stop.wait(self.every):
             try:
                 held = self.store.heartbeat(self.attempt_id, self.owner, self.lease)
@@ -105,6 +107,17 @@ class Heartbeat:
                 logger.warning("Heartbeat of attempt %s failed (%s); retrying.", self.attempt_id, err)
                 continue
             if held:
+                beat = time.monotonic()
+                if beat - last > max(2 * self.every, self.lease / 2):
+                    logger.warning(
+                        "Heartbeat of attempt %s came %.1f s after the last (every %.1f s, lease %.1f s): this "
+                        "process or the database is overloaded.",
+                        self.attempt_id,
+                        beat - last,
+                        self.every,
+                        self.lease,
+                    )
+                last = beat
                 continue
             if self._stop.is_set():
                 return  # the run finished the attempt itself meanwhile

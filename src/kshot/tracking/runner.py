@@ -145,6 +145,7 @@ def evaluate_attempt(
 
     Returns None when the attempt was cancelled before it started.
     """
+    _import_before_claim("fewshot")
     lease = lease or Lease()
     with recording_failure(store, attempt_id):
         if store.start_attempt(attempt_id, lease=lease.lease) is None:
@@ -184,6 +185,7 @@ def run_training_attempt(
     attempt = _runnable(store, attempt_id, "train", resume)
     if attempt is None:
         return False
+    _import_before_claim("trainer")
     lease = lease or Lease()
     try:
         if store.start_attempt(attempt_id, resume=resume, expect=expect, lease=lease.lease) is None:
@@ -207,6 +209,7 @@ def run_test_attempt(
     attempt = _runnable(store, attempt_id, "test")
     if attempt is None:
         return False
+    _import_before_claim("fewshot")
     lease = lease or Lease()
     try:
         if store.start_attempt(attempt_id, expect=expect, lease=lease.lease) is None:
@@ -221,6 +224,14 @@ def run_test_attempt(
     except Exception as err:
         logger.warning("Attempt %s failed: %s", attempt.name, err)
     return True
+
+
+def _import_before_claim(module: str) -> None:
+    """Import torch and transformers before the lease starts: a long import holds the interpreter
+    lock for seconds at a time, and with it the heartbeat thread."""
+    import importlib
+
+    importlib.import_module(f"kshot.training.{module}")
 
 
 def _status(store: AttemptStore, attempt_id: int) -> str:

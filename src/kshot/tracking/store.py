@@ -394,23 +394,62 @@ class AttemptStore:
         """Mark 'running' attempts whose process is gone 'failed' (error 'interrupted'); returns how many.
 
         A run of this host is gone when its pid is not alive; a run of another host (or of unknown
-        origin) only when ``stale_after`` is given and it wrote nothing for that long.
+        origin) only when ``stale_after`` is given and it wrote nothing for that long. A leased run
+        whose pid is not alive here must also have missed half its lease: another container with
+        the same host name (its own process ids) may be renewing it. A cancel asked of a run that
+        is gone ends it cancelled. Each is a conditional UPDATE: a run claimed again meanwhile stays.
         """
         host = socket.gethostname()
         now = utcnow()
+        with self._sessions() as session:
+            db_now = self._now(session)
+            rows = list(session.scalars(select(Attempt).where(Attempt.status == "running")))
         count = 0
-        with self._sessions.begin() as session:
-            for row in session.scalars(select(Attempt).where(Attempt.status == "running")):
-                worker_host, _, pid = (row.worker or "").rpartition(":")
-                if worker_host == host and pid.isdigit():
-                    dead = not _pid_alive(int(pid))
-                elif stale_after is not None:
-                    dead = now - as_utc(row.updated_at) > stale_after
-                else:
-                    dead = row.worker is None
-                if dead:
-                    row.status, row.error, row.finished_at = "failed", "interrupted", now
-                    count += 1
+        for row in rows:
+            worker_host, _, pid = (row.worker or "").rpartition(":")
+            if worker_host == host and pid.isdigit():
+                dead = not _pid_alive(int(pid)) and _silent_half_lease(row, db_now)
+            elif stale_after is not None:
+                dead = now - as_utc(row.updated_at) > stale_after
+            else:
+                dead = row.worker is None
+            if not dead:
+                continue
+            same = Attempt.worker.is_(None) if row.worker is None else Attempt.worker == row.worker
+            query = (
+                update(Attempt)
+                .where(Attempt.id == row.id, Attempt.status == "running", same)
+                .values(
+                    status="cancelled" if row.cancel_requested else "failed",
+                    error="interrupted",
+                    finished_at=now,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            with self._sessions.begin() as session:
+                count += session.execute(query).rowcount
+        return count
+
+    def fail_process(self, worker: str, error: str = "interrupted") -> int:
+        """End the running attempts of one process known to be dead (``host:pid``, e.g. by its parent,
+        which saw it exit): failed with ``error``, or cancelled when a cancel was asked; returns how many."""
+        now = utcnow()
+        count = 0
+        for cancel in (False, True):
+            query = (
+                update(Attempt)
+                .where(Attempt.status == "running", Attempt.worker == worker, Attempt.cancel_requested.is_(cancel))
+                .values(
+                    status="cancelled" if cancel else "failed",
+                    error=error,
+                    finished_at=now,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            with self._sessions.begin() as session:
+                count += session.execute(query).rowcount
         return count
 
     def reap_expired(self, attempt_id: int | None = None) -> list[AttemptRecord]:
@@ -513,6 +552,14 @@ class AttemptStore:
         if row is None:
             raise AttemptNotFound(f"No attempt {key!r} in {safe_url(self.url)}; see `kshot attempts list`.")
         return row
+
+
+def _silent_half_lease(row: Attempt, now: datetime) -> bool:
+    """No lease, or no heartbeat for half of it."""
+    if row.heartbeat_at is None or row.lease_expires_at is None:
+        return True
+    beat, expires = as_utc(row.heartbeat_at), as_utc(row.lease_expires_at)
+    return now - beat > (expires - beat) / 2
 
 
 def _expired(row: Attempt, now: datetime) -> bool:

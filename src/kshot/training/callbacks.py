@@ -50,7 +50,8 @@ class LoggingCallback(TrainerCallback):
     def on_train_begin(self, trainer) -> None:
         p = trainer.params
         logger.info(
-            "Meta-training %s on %d tasks for %d steps (meta_batch_size=%d, k_support=%d, k_query=%d, inner_steps=%d), from step %d.",
+            "Meta-training %s on %d tasks for %d steps"
+            " (meta_batch_size=%d, k_support=%d, k_query=%d, inner_steps=%d), from step %d.",
             p.algorithm,
             len(trainer.tasks.train),
             p.meta_steps,

@@ -22,6 +22,7 @@ import torch
 from ..errors import ConfigError
 
 _WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 
 
 def launched_world_size() -> int:
@@ -30,6 +31,14 @@ def launched_world_size() -> int:
         if os.environ.get(var):
             return int(os.environ[var])
     return 1
+
+
+def launched_rank() -> int:
+    """This process's rank under a launcher (0 without one), read before accelerate is set up."""
+    for var in _RANK_VARS:
+        if os.environ.get(var):
+            return int(os.environ[var])
+    return 0
 
 
 def needs_cpu_backend() -> bool:

@@ -19,6 +19,7 @@ from ..errors import DataError, ModelError
 from ..models import load_model, load_tokenizer, model_label_names, read_kshot_meta, save_model
 from .calibration import fold_into_head, prior_shift
 from .evaluation import evaluate_tasks
+from .precision import autocast_context, launcher_precision, resolve_precision
 from .setup import build_algorithm, build_tasks, make_accelerator
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def evaluate_model(
     """The few-shot protocol on ``config``'s test tasks: per task adapt a fresh copy, score the query."""
     _check_model_dir(model_dir)
     params = saved_params(model_dir, params_overrides)
-    accelerator = accelerator or make_accelerator(params)
+    accelerator = accelerator or make_accelerator(params, training=False)
     tokenizer = load_tokenizer(str(model_dir))
     tasks = build_tasks(config, params, tokenizer, with_training=False)
     if not tasks.test:
@@ -86,7 +87,8 @@ def read_labelled_file(
     if suffix == ".txt":
         if label_column is not None:
             raise DataError(
-                f"{path}: a .txt file holds no labels; give a CSV or JSONL file with '{text_column}' and '{label_column}' columns."
+                f"{path}: a .txt file holds no labels;"
+                f" give a CSV or JSONL file with '{text_column}' and '{label_column}' columns."
             )
         texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not texts:
@@ -130,7 +132,7 @@ def adapt_model(
     _check_model_dir(model_dir)
     texts, labels = read_labelled_file(support_file)
     params = saved_params(model_dir, params_overrides)
-    accelerator = make_accelerator(params)
+    accelerator = make_accelerator(params, training=False)
     tokenizer = load_tokenizer(str(model_dir))
     torch.manual_seed(params.seed)
     probe = load_model(str(model_dir))
@@ -196,12 +198,18 @@ def predict_texts(
     task = TaskExamples(name="input", domain="input", texts=list(texts), labels=np.zeros(len(texts), dtype=np.int64))
     tokenize_examples(task, tokenizer, max_length or params.get("max_length", 256))
     names = model_label_names(model)
+    # On the CPU without an Accelerator, in the precision the model's params ask for (as evaluate/adapt do).
+    precision, reason = resolve_precision(
+        params.get("mixed_precision", "auto"), "cpu", training=False, launcher=launcher_precision()
+    )
+    logger.info("Predicting in %s (%s).", "float32" if precision == "no" else precision, reason)
     if has_saved_support(model_dir):
         # Adapted by a metric-based algorithm: the classifier is the saved support state (e.g.
         # protonet's prototypes) over the encoder's mean-pooled embeddings, not the model's own head.
         algorithm = build_algorithm(model, saved_params(model_dir), None, tokenizer)
         algorithm.load_pretrained(str(model_dir))
-        logits = torch.from_numpy(algorithm.predict(task, batch_size))
+        with autocast_context(precision):
+            logits = torch.from_numpy(algorithm.predict(task, batch_size))
         return _labelled(texts, torch.softmax(logits, dim=-1).numpy(), names)
     probs = np.zeros((len(texts), len(names)), dtype=np.float32)
     order = np.argsort([len(x) for x in task.input_ids], kind="stable")
@@ -209,7 +217,9 @@ def predict_texts(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = collate([task.input_ids[i] for i in idx], pad)
-        probs[idx] = torch.softmax(model(**batch).logits.float(), dim=-1).numpy()
+        with autocast_context(precision):
+            logits = model(**batch).logits
+        probs[idx] = torch.softmax(logits.float(), dim=-1).numpy()
     return _labelled(texts, probs, names)
 
 

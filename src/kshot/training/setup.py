@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from dataclasses import dataclass
 
 from ..algorithms import MetaAlgorithm, get_algorithm
 from ..config import KshotConfig, Params
 from ..data import EpisodeSampler, FixedTask, TaskCollection, load_tasks, tokenize_collection
 from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+_logged_precision: tuple[str, str] | None = None  # the last choice logged: logged once per process
 
 
 @dataclass
@@ -43,20 +46,41 @@ def build_tasks(config: KshotConfig, params: Params, tokenizer, with_training: b
     return RunTasks(collection, collection.train, sampler, validation, test)
 
 
-def make_accelerator(params: Params):
+def make_accelerator(params: Params, training: bool = True):
     """The run's Accelerator. Under a distributed launcher it joins the process group (gloo on CPU).
 
-    ``params.mixed_precision`` 'no' defers to the launcher (``accelerate launch --mixed_precision``,
-    ``accelerate config``), which itself defaults to full precision; 'bf16'/'fp16' always win.
+    Its precision is ``params.mixed_precision`` resolved by :func:`.precision.resolve_precision`:
+    'bf16'/'fp16' always win; with 'auto' (the default) or 'no', the launcher's explicit choice
+    (``accelerate launch --mixed_precision bf16``, ``accelerate config``) wins, since its own default
+    'no' is no choice; otherwise 'no' is float32 and 'auto' picks bf16 where the hardware has native
+    bf16. ``training``: the accelerator meta-trains (False: ``kshot evaluate``/``adapt``, which have no
+    second-order meta-gradient, so ``auto``'s training exceptions do not apply). The choice and its
+    reason are logged once.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import parse_flag_from_env
 
     from .distributed import launched_world_size, needs_cpu_backend
+    from .precision import bf16_training_risk, launcher_precision, precision_caveat, resolve_precision
 
-    precision = params.mixed_precision
-    if precision == "no":
-        precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()  # set by `accelerate launch`
-    accelerator = Accelerator(mixed_precision=precision, cpu=needs_cpu_backend())
+    # ACCELERATE_USE_CPU is read by AcceleratorState, not PartialState: asked here so both agree.
+    cpu = needs_cpu_backend() or parse_flag_from_env("ACCELERATE_USE_CPU")
+    device = PartialState(cpu=cpu).device.type  # where accelerate will compute (joins a launcher's group)
+    risk = bf16_training_risk(params) if training else None
+    precision, reason = resolve_precision(
+        params.mixed_precision, device, training=training, launcher=launcher_precision(), risk=risk
+    )
+    caveat = precision_caveat(params.mixed_precision, precision, device, training=training, risk=risk)
+    _log_precision(precision, reason, caveat)
+    # accelerate keeps one precision per process and refuses another: a process that runs several
+    # commands (the service's worker, tests) would fail on the second with a different precision. The
+    # process group (PartialState) is kept; an earlier Accelerator must not be used after this.
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", precision) != precision:
+        logger.debug("Switching accelerate's precision from %s to %s.", shared["_mixed_precision"], precision)
+        AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(mixed_precision=precision, cpu=cpu)
     world = launched_world_size()
     if accelerator.num_processes != world:
         raise ConfigError(
@@ -66,6 +90,18 @@ def make_accelerator(params: Params):
             "or set ACCELERATE_USE_CPU=1."
         )
     return accelerator
+
+
+def _log_precision(precision: str, reason: str, caveat: str | None) -> None:
+    global _logged_precision
+    if _logged_precision == (precision, reason) and caveat is None:
+        return
+    _logged_precision = (precision, reason)
+    name = {"no": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(precision, precision)
+    if caveat:
+        logger.warning("Precision: %s (%s); note: %s.", name, reason, caveat)
+    else:
+        logger.info("Precision: %s (%s).", name, reason)
 
 
 def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgorithm:

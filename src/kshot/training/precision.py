@@ -19,9 +19,9 @@ coordinates without bound (tests/training/test_bf16.py measures it).
 
 The learned optimizer's meta-training is kept in float32 too (:data:`BF16_UNSAFE_TRAINING`).
 
-The switches for the lead: :data:`AUTO_BF16_FOR_TRAINING` (False: ``auto`` stays float32 for
-meta-training and chooses bf16 for evaluate/adapt/predict only), :data:`BF16_SECOND_ORDER_ADAM` and
-:data:`BF16_UNSAFE_TRAINING`.
+Where ``auto`` draws these lines is set by three module constants, each with the measurement behind
+it: :data:`AUTO_BF16_FOR_TRAINING` (False: ``auto`` stays float32 for meta-training and chooses bf16
+for evaluate/adapt/predict only), :data:`BF16_SECOND_ORDER_ADAM` and :data:`BF16_UNSAFE_TRAINING`.
 
 Torch-free at import: torch is imported by the probes only.
 """

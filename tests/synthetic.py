@@ -77,13 +77,16 @@ def write_arsc_folder(
     return root
 
 
-def build_tiny_model(out_dir: Path, n_domains: int = 12, seed: int = 0, labels=("negative", "positive")) -> Path:
-    """A randomly initialised 2-layer BERT with a word-level vocabulary of the synthetic words."""
+def build_tiny_model(
+    out_dir: Path, n_domains: int = 12, seed: int = 0, labels=("negative", "positive"), words: list[str] | None = None
+) -> Path:
+    """A randomly initialised 2-layer BERT with a word-level vocabulary of the synthetic words (``words``:
+    another vocabulary, e.g. :func:`intent_vocabulary`)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    words = vocabulary(n_domains)
+    words = words or vocabulary(n_domains)
     # transformers 5's BertTokenizerFast takes the vocabulary itself (a vocab_file argument is ignored).
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
     assert len(tokenizer) == len(words)
@@ -134,3 +137,37 @@ def write_table(path: Path, rows: list[dict], columns: dict[str, str] | None = N
     else:
         raise ValueError(f"unsupported suffix {suffix}")
     return path
+
+
+# ------------------------------------------------------------------------------ new classes (intents)
+SPLITS = (("train", 6), ("valid", 4), ("test", 5))  # classes per split, disjoint
+
+
+def intent_words(c: int) -> list[str]:
+    return [f"intent{c}w{i}" for i in range(3)]
+
+
+def intent_vocabulary(n_classes: int = 15) -> list[str]:
+    return SPECIAL + FILLER + [w for c in range(n_classes) for w in intent_words(c)]
+
+
+def write_class_splits(root: Path, n_per_class: int = 12, seed: int = 0, splits=SPLITS) -> Path:
+    """A miniature few-shot intent split (the layout of ../shared/data/intent/<DATASET>/few_shot/<NN>):
+    train/valid/test.jsonl with sentence/label and labels.<split>.txt; each class is named by its own
+    keywords, so a text's class is which keywords it holds."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    c = 0
+    for split, n_classes in splits:
+        names, rows = [], []
+        for _ in range(n_classes):
+            name = f"intent_{c}"
+            names.append(name)
+            for _ in range(n_per_class):
+                words = list(rng.choice(FILLER, 3)) + list(rng.choice(intent_words(c), 2))
+                rng.shuffle(words)
+                rows.append({"sentence": " ".join(words), "label": name})
+            c += 1
+        (root / f"labels.{split}.txt").write_text("\n".join(names) + "\n")
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root

@@ -11,6 +11,7 @@ import torch
 
 from kshot.config import Params
 from kshot.models import load_model
+from kshot.models.pooling import to_mean_pooling
 from kshot.training.setup import make_accelerator
 
 from .. import synthetic
@@ -94,7 +95,9 @@ def test_two_processes_equal_one_process(launched, spec, tmp_path, tiny_model_di
     # ignores a shift of every score) moves by float noise either way. Hence tolerances relative to
     # how far training moved the encoder: tight for the encoder, looser with the scorer included.
     torch.manual_seed(PARAMS["seed"])
-    initial = [p.detach() for p in load_model(str(tiny_model_dir), ["negative", "positive"]).parameters()]
+    # As the metric algorithms train it: with the (frozen) mean-pooling layer, whose weights are not meta-parameters.
+    start = to_mean_pooling(load_model(str(tiny_model_dir), ["negative", "positive"]))
+    initial = [p.detach() for p in start.parameters() if p.requires_grad]
     two, ref = rank0["state"]["meta"], one["state"]["meta"]
     n = len(initial)  # the model's parameters; a learned scorer's follow
 

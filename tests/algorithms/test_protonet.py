@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from kshot.algorithms.protonet import linear_head, prototype_logits
+from kshot.algorithms.heads import linear_head
+from kshot.algorithms.protonet import prototype_logits
 from kshot.config import Params
 from kshot.errors import ModelError
 from kshot.models import load_model, load_tokenizer
@@ -88,11 +89,10 @@ def test_adapted_folder_predicts_like_the_in_memory_protonet(tmp_path, tiny_mode
     )
 
 
-def test_adapted_folder_card_and_plain_transformers_recipe(tmp_path, tiny_model_dir, review_json):
-    """The card of an adapted protonet folder says how to use it, and its recipe with `transformers`
-    alone (mean pooling + the prototypes as a linear head) gives `kshot predict`'s labels."""
-    from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
+def test_adapted_folder_card_says_pipeline_serves_it(tmp_path, tiny_model_dir, review_json):
+    """The card of an adapted protonet folder says it is a plain classifier, and `transformers.pipeline`
+    alone gives `kshot predict`'s labels."""
+    from transformers import pipeline
 
     from kshot.training import MetaTrainer
     from kshot.training.fewshot import adapt_model, predict_texts
@@ -107,23 +107,13 @@ def test_adapted_folder_card_and_plain_transformers_recipe(tmp_path, tiny_model_
     rows = [r for r in pool if r["label"] == "positive"][:5] + [r for r in pool if r["label"] == "negative"][:5]
     adapt_model(tmp_path / "out", write_support_csv(tmp_path / "support.csv", rows), tmp_path / "adapted")
     card = (tmp_path / "adapted" / "README.md").read_text()
-    assert "metric_support.safetensors" in card and "pipeline(...)" in card and "2 * emb @ c.T" in card
+    assert "transformers.pipeline" in card and "metric_support.safetensors" not in card
 
     texts = [r["text"] for r in synthetic.make_examples(6, 16, seed=7)]
-    folder = tmp_path / "adapted"
-    tok, enc = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
-    state = load_file(str(folder / "metric_support.safetensors"))
-    batch = tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
-    with torch.no_grad():
-        hidden = enc(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        emb = (hidden * mask).sum(1) / mask.sum(1)
-        c = state["prototypes"]
-        logits = 2 * emb @ c.T - (c * c).sum(1)
-    names = ["negative", "positive"]
-    by_recipe = [names[int(i)] for i in state["classes"][logits.argmax(1)]]
+    folder = str(tmp_path / "adapted")
+    by_pipeline = [p["label"] for p in pipeline("text-classification", model=folder, tokenizer=folder)(texts)]
     by_kshot = [p["label"] for p in predict_texts(folder, texts)]
-    assert by_recipe == by_kshot and len(set(by_kshot)) == 2
+    assert by_pipeline == by_kshot and len(set(by_kshot)) == 2
 
 
 @pytest.mark.parametrize("overrides", [{"support_sampling": "total", "k_support": 2}, {"k_query": 0}])

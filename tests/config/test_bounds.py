@@ -20,6 +20,10 @@ PREFIX = {DataConfig: "data.", Params: ""}
 # The bounds the worker relies on; a change here is a change of what the service accepts.
 EXPECTED = {
     (Params, "seed"): (0, 2**32 - 1),
+    (Params, "new_class_head_scale"): (0, 1000),
+    (DataConfig, "eval_way"): (2, 10_000),
+    (DataConfig, "eval_shots"): (1, 10_000),
+    (DataConfig, "eval_queries"): (1, 10_000),
     (Params, "meta_steps"): (1, 10_000_000),
     (Params, "meta_batch_size"): (1, 1024),
     (Params, "n_way"): (2, 1000),

@@ -437,6 +437,7 @@ def test_asking_for_what_the_cpu_cannot_do_is_a_warning(hardware, caplog):
 @pytest.fixture()
 def forward_dtypes(monkeypatch):
     """The dtypes every model that kshot.training.fewshot loads computes its first encoder layer in."""
+    from kshot import models
     from kshot.training import fewshot
 
     seen: set[torch.dtype] = set()
@@ -448,6 +449,7 @@ def forward_dtypes(monkeypatch):
         return model
 
     monkeypatch.setattr(fewshot, "load_model", loading)
+    monkeypatch.setattr(models, "load_model", loading)  # what training.setup.load_run_model loads with
     return seen
 
 

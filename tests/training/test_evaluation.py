@@ -33,7 +33,10 @@ def test_summarize_is_the_unweighted_mean_over_tasks():
         "a": {"accuracy": 1.0, "macro_f1": 0.5, "n_query": 10},
         "b": {"accuracy": 0.5, "macro_f1": 0.25, "n_query": 1000},
     }
-    assert summarize(tasks) == {"accuracy": 0.75, "macro_f1": 0.375}
+    out = summarize(tasks)
+    assert {k: out[k] for k in ("accuracy", "macro_f1", "tasks")} == {"accuracy": 0.75, "macro_f1": 0.375, "tasks": 2}
+    # The 95% confidence interval of the mean over tasks: 1.96 · sample std / sqrt(tasks).
+    assert out["accuracy_ci95"] == pytest.approx(1.96 * np.std([1.0, 0.5], ddof=1) / np.sqrt(2))
     assert summarize({}) == {}
 
 

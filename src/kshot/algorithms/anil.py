@@ -36,7 +36,8 @@ from torch.func import functional_call
 from ..data import TaskExamples, collate
 from ..errors import ConfigError
 from .base import autocast, support_indices, to_device
-from .functional import ParamDict, cross_entropy, head_names, inner_loop, logits_of
+from .embedding import cached_features
+from .functional import ParamDict, cross_entropy, inner_loop
 from .gradient import GradientMetaLearner
 
 
@@ -44,11 +45,8 @@ class ANIL(GradientMetaLearner):
     name = "anil"
 
     def __init__(self, model, params, accelerator, pad_token_id):
-        self.head = head_names(model)
         super().__init__(model, params, accelerator, pad_token_id)
-        modules = {n.split(".")[0] for n in self.head}
-        self.head_module_name = modules.pop() if len(modules) == 1 else None
-        if params.anil_head_init == "prototypes":
+        if params.anil_head_init == "prototypes" and not self.new_classes:
             head = model.get_submodule(self.head_module_name) if self.head_module_name else None
             if not isinstance(head, torch.nn.Linear):
                 raise ConfigError(
@@ -58,6 +56,34 @@ class ANIL(GradientMetaLearner):
 
     def adapt_names(self) -> list[str]:
         return self.head
+
+    # ------------------------------------------------------------------ evaluation with encoded-once texts
+    def caches_features(self) -> bool:
+        # New classes only: the cached features are the body's in eval mode, while adaptation on domain
+        # tasks has always read them in train mode (one dropout mask per task); that protocol is kept.
+        return self.new_classes and self.head_module_name is not None
+
+    def cached_head_inputs(self, task: TaskExamples) -> torch.Tensor:
+        """The head inputs of ``task`` under the meta-parameters, each distinct text computed once per evaluation."""
+        params = {n: t.detach() for n, t in self.meta.items()}
+
+        def compute(batch):
+            with autocast(self.accelerator):
+                return self.head_inputs(params, to_device(batch, self.device))
+
+        return cached_features(
+            task, self.feature_cache, self.params.eval_batch_size, self.pad_token_id, compute, self.model
+        )
+
+    def predict(self, task: TaskExamples, batch_size: int) -> np.ndarray:
+        if self.feature_cache is None or self.adapted is None:
+            return super().predict(task, batch_size)
+        features = self.cached_head_inputs(task).to(self.adapted[self.head[0]].dtype)
+        prefix = len(self.head_module_name) + 1
+        head = self.model.get_submodule(self.head_module_name)
+        with torch.no_grad():
+            logits = functional_call(head, {n[prefix:]: self.adapted[n] for n in self.head}, (features,))
+        return logits.float().cpu().numpy()
 
     def inner(self, support: TaskExamples, steps: int, seed: int, track_meta: bool) -> tuple[ParamDict, list[float]]:
         if self.head_module_name is None:
@@ -69,8 +95,12 @@ class ANIL(GradientMetaLearner):
         params = dict(self.meta)
         if not track_meta:
             params = {n: t.detach() for n, t in params.items()}
-        with torch.set_grad_enabled(track_meta), autocast(self.accelerator):
-            features = self.head_inputs(params, to_device(collate(support.input_ids, self.pad_token_id), self.device))
+        if self.feature_cache is not None and not track_meta:
+            features = self.cached_head_inputs(support)
+        else:
+            with torch.set_grad_enabled(track_meta), autocast(self.accelerator):
+                batch = to_device(collate(support.input_ids, self.pad_token_id), self.device)
+                features = self.head_inputs(params, batch)
         # The body ran under autocast (bf16 features under mixed precision); the head's inner steps run
         # outside it, on features in the weights' dtype, so the head, its updates and the prototypes keep
         # the master weights' precision (float32).
@@ -78,7 +108,9 @@ class ANIL(GradientMetaLearner):
         labels = torch.as_tensor(support.labels, device=self.device)
         head = self.model.get_submodule(self.head_module_name)
         prefix = len(self.head_module_name) + 1
-        if p.anil_head_init == "prototypes":
+        if self.new_classes:
+            params = self.with_task_head(params, support, track_meta, features=features)
+        elif p.anil_head_init == "prototypes":
             params.update(self.prototype_head(params, features, labels))
 
         def head_loss(current: ParamDict, idx: Any, keep: bool) -> torch.Tensor:
@@ -112,18 +144,3 @@ class ANIL(GradientMetaLearner):
         if bias_name in params:
             out[bias_name] = params[bias_name] - scale * means.pow(2).sum(1)
         return out
-
-    def head_inputs(self, params: ParamDict, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the body feeds the head for ``batch`` (with weights ``params``), captured by a hook.
-
-        Never checkpointed: a recomputed forward pass would not reproduce the captured tensor's graph,
-        and the support set is small."""
-        captured: list[torch.Tensor] = []
-        hook = self.model.get_submodule(self.head_module_name).register_forward_pre_hook(
-            lambda _m, args: captured.append(args[0])
-        )
-        try:
-            logits_of(self.model, params, batch)
-        finally:
-            hook.remove()
-        return captured[0]

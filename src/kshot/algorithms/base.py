@@ -31,6 +31,9 @@ class MetaAlgorithm(ABC):
         self.accelerator = accelerator
         self.pad_token_id = pad_token_id
         self.device = accelerator.device if accelerator is not None else torch.device("cpu")
+        # New classes (see heads.py): the model's head is one meta-learned row; each task builds its own N rows.
+        self.new_classes = is_new_class_model(model)
+        self.adapted_labels: list[str] | None = None  # the class names of the last adapt (new classes)
 
     # ------------------------------------------------------------------ meta-training
     @abstractmethod
@@ -50,6 +53,24 @@ class MetaAlgorithm(ABC):
     @abstractmethod
     def reset(self) -> None:
         """Put the meta-parameters back into the working model."""
+
+    # ------------------------------------------------------------------ evaluation
+    feature_cache: dict | None = None
+
+    def caches_features(self) -> bool:
+        """Whether the features a task's head reads stay the same for every task of an evaluation (the
+        body is not adapted): then :meth:`caching_features` lets each distinct text be encoded once."""
+        return False
+
+    @contextlib.contextmanager
+    def caching_features(self):
+        """Within: features are cached across tasks by token ids (for algorithms that allow it). Nothing
+        may change the meta-parameters inside."""
+        self.feature_cache = {} if self.caches_features() else None
+        try:
+            yield
+        finally:
+            self.feature_cache = None
 
     def predict(self, task: TaskExamples, batch_size: int) -> np.ndarray:
         """Logits of the adapted working model for every example of ``task``, in order."""
@@ -86,6 +107,14 @@ class MetaAlgorithm(ABC):
     def extra_files(self) -> dict[str, Any]:
         """Files to save beside the model (e.g. a learned optimizer); name → JSON object or writer."""
         return {}
+
+
+NEW_CLASSES_KEY = "kshot_new_classes"
+"""Model config attribute (saved in config.json): the head is a per-task rule, not one row per label."""
+
+
+def is_new_class_model(model) -> bool:
+    return bool(getattr(model.config, NEW_CLASSES_KEY, False))
 
 
 def autocast(accelerator):
@@ -125,14 +154,16 @@ def predict_logits(
 ) -> np.ndarray:
     was_training = model.training
     model.eval()
-    out = np.zeros((len(task), model.config.num_labels), dtype=np.float32)
+    out = None  # as many columns as the head has rows (a new-class task's head is the task's own)
     for idx, batch in length_sorted_batches(task, batch_size, pad_token_id):
         batch.pop("labels")
         with autocast(accelerator):
             logits = model(**to_device(batch, device)).logits
+        if out is None:
+            out = np.zeros((len(task), logits.shape[1]), dtype=np.float32)
         out[idx] = logits.float().cpu().numpy()
     model.train(was_training)
-    return out
+    return out if out is not None else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 
 def query_loss(model, task: TaskExamples, batch_size: int, pad_token_id: int, device, accelerator=None) -> float:

@@ -212,7 +212,11 @@ def inner_loop(
         keep = keep and track_meta
         with autocast():
             loss = loss_fn(current, batch, keep)
-        grads = torch.autograd.grad(loss, [current[n] for n in names], create_graph=keep, allow_unused=True)
+        # retain_graph while tracking: a first-order step's graph can share a part later steps still need
+        # (a new-class head built from support features); it is freed with the step's loss all the same.
+        grads = torch.autograd.grad(
+            loss, [current[n] for n in names], create_graph=keep, retain_graph=track_meta, allow_unused=True
+        )
         grads = {n: torch.zeros_like(current[n]) if g is None else g for n, g in zip(names, grads)}
         if max_grad_norm is not None:
             grads = clip_by_total_norm(grads, max_grad_norm)
@@ -251,9 +255,13 @@ def query_gradients(
 def logits_in_batches(
     model: torch.nn.Module, params: ParamDict, batches: Iterable[tuple[Any, Batch]], n: int, num_labels: int, device
 ) -> torch.Tensor:
-    """Logits with ``params`` for every example, gathered back into the original order."""
-    out = torch.zeros(n, num_labels)
+    """Logits with ``params`` for every example, gathered back into the original order (as many columns
+    as the head in ``params`` has rows: ``num_labels`` only sizes an empty task's result)."""
+    out = None
     for idx, batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        out[torch.as_tensor(idx)] = logits_of(model, params, batch).float().cpu()
-    return out
+        logits = logits_of(model, params, batch).float().cpu()
+        if out is None:
+            out = torch.zeros(n, logits.shape[1])
+        out[torch.as_tensor(idx)] = logits
+    return out if out is not None else torch.zeros(0, num_labels)

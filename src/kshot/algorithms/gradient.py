@@ -28,13 +28,16 @@ from .base import autocast, support_batches, to_device
 from .functional import (
     LearningRate,
     ParamDict,
+    head_names,
     inner_loop,
+    logits_of,
     make_inner_update,
     params_of,
     query_gradients,
     trainable_names,
 )
-from .reptile import sum_across_processes
+from .heads import episode_head
+from .shared_state import sum_across_processes
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,11 @@ class GradientMetaLearner(ParamDictAlgorithm):
             disable()
         self.names = trainable_names(model)
         self.meta = params_of(model, self.names)
+        self.head = head_names(model)
+        modules = {n.split(".")[0] for n in self.head}
+        self.head_module_name = modules.pop() if len(modules) == 1 else None
+        if self.new_classes:
+            self._check_new_class_head()
         self.update = make_inner_update(params.inner_optimizer)
         self.adapted: ParamDict | None = None
         groups = self.outer_groups()
@@ -92,6 +100,62 @@ class GradientMetaLearner(ParamDictAlgorithm):
 
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
 
+    # ------------------------------------------------------------------ new classes
+    def _check_new_class_head(self) -> None:
+        head = self.model.get_submodule(self.head_module_name) if self.head_module_name else None
+        if not isinstance(head, torch.nn.Linear) or head.out_features != 1:
+            raise ConfigError(
+                f"New classes need a head that is one Linear layer with one meta-learned row (the trainer builds "
+                f"it); {type(self.model).__name__}'s head is {sorted(self.head)}."
+            )
+
+    def with_task_head(
+        self, params: ParamDict, support: TaskExamples, track_meta: bool, features: torch.Tensor | None = None
+    ) -> ParamDict:
+        """``params`` with the one-row head replaced by the episode's N-row starting head (see heads.py).
+
+        ``features``: the support set's head inputs when the caller has them (anil), else computed here
+        with ``params`` when the rule needs them."""
+        p = self.params
+        weight_name, bias_name = f"{self.head_module_name}.weight", f"{self.head_module_name}.bias"
+        n = int(support.labels.max()) + 1
+        labels = torch.as_tensor(support.labels, device=self.device)
+        if p.new_class_head == "prototypes" and features is None:
+            batch = to_device(collate(support.input_ids, self.pad_token_id), self.device)
+            source = params if track_meta else {k: v.detach() for k, v in params.items()}
+            # The body's support pass joins the inner loop's graph: with second-order steps it is differentiated
+            # twice, which the fused attention kernels cannot do.
+            twice = track_meta and bool(self.second_order(p.inner_steps))
+            with torch.set_grad_enabled(track_meta), autocast(self.accelerator):
+                features = self.head_inputs(source, batch, double_backward=twice)
+        if features is not None:
+            features = features.to(params[weight_name].dtype)
+        weight, bias = episode_head(
+            p.new_class_head, params[weight_name], params.get(bias_name), n, features, labels, p.new_class_head_scale
+        )
+        out = dict(params)
+        out[weight_name] = weight
+        if bias is not None:
+            out[bias_name] = bias
+        return out
+
+    def head_inputs(
+        self, params: ParamDict, batch: dict[str, torch.Tensor], double_backward: bool = False
+    ) -> torch.Tensor:
+        """What the body feeds the head for ``batch`` (with weights ``params``), captured by a hook.
+
+        Never checkpointed: a recomputed forward pass would not reproduce the captured tensor's graph,
+        and the support set is small."""
+        captured: list[torch.Tensor] = []
+        hook = self.model.get_submodule(self.head_module_name).register_forward_pre_hook(
+            lambda _m, args: captured.append(args[0])
+        )
+        try:
+            logits_of(self.model, params, batch, double_backward=double_backward)
+        finally:
+            hook.remove()
+        return captured[0]
+
     # ------------------------------------------------------------------ inner loop
     def meta_tensors(self) -> list[torch.Tensor]:
         return [t for group in self.outer_optimizer.param_groups for t in group["params"]]
@@ -106,9 +170,10 @@ class GradientMetaLearner(ParamDictAlgorithm):
             for b in support_batches(support, steps, p.inner_batch_size, self.pad_token_id, rng)
         )
         self.model.train()
+        start = self.with_task_head(self.meta, support, track_meta) if self.new_classes else self.meta
         return inner_loop(
             self.model,
-            self.meta,
+            start,
             batches,
             self.inner_lr(),
             self.update,
@@ -172,6 +237,7 @@ class GradientMetaLearner(ParamDictAlgorithm):
     def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:
         """The same inner loop as in meta-training (same update rule, same rates), without a graph."""
         self.adapted, losses = self.inner(support, steps, seed, track_meta=False)
+        self.adapted_labels = support.label_names
         return {"loss": float(np.mean(losses)) if losses else float("nan")}
 
     # ------------------------------------------------------------------ persistence

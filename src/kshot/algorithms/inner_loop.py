@@ -7,6 +7,7 @@ import torch
 
 from ..data import TaskExamples
 from .base import autocast, support_batches, to_device
+from .functional import cross_entropy
 
 
 def make_inner_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -39,8 +40,13 @@ def train_steps(
     model.train()
     losses = []
     for batch in support_batches(support, steps, batch_size, pad_token_id, generator):
+        batch = to_device(batch, device)
+        labels = batch.pop("labels")
         with autocast(accelerator):
-            loss = model(**to_device(batch, device)).loss
+            logits = model(**batch).logits
+        # Our own cross-entropy, not the model's loss: that one follows config.num_labels, and a new-class
+        # model (one meta-learned row, a task's N-row head in its place) would be read as a regression.
+        loss = cross_entropy(logits, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if max_grad_norm is not None:

@@ -28,10 +28,13 @@ from safetensors.torch import load_file, save_file
 
 from ..data import Episode, TaskExamples
 from ..errors import ModelError
-from .base import MetaAlgorithm, full_precision, reduce_mean
+from ..models.loading import model_label_names
+from ..models.pooling import is_mean_pooled
+from .base import NEW_CLASSES_KEY, MetaAlgorithm, full_precision, reduce_mean
 from .embedding import embed_task, encode_ids
+from .heads import linear_head, prototypes
 from .inner_loop import make_inner_optimizer
-from .reptile import ParameterState, sum_across_processes
+from .shared_state import ParameterState, sum_across_processes
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ class MetricAlgorithm(MetaAlgorithm):
         self.optimizer = torch.optim.Adam(groups)
         self.base_lrs = [g["lr"] for g in groups]
         self.support: dict[str, torch.Tensor] | None = None
+        self.prototypes: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.finetuned = False
 
     # ------------------------------------------------------------------ what a subclass supplies
     def build_scorer(self, dim: int) -> torch.nn.Module | None:
@@ -171,12 +176,57 @@ class MetricAlgorithm(MetaAlgorithm):
     def reset(self) -> None:
         self.state.reset()
         self.support = None
+        self.prototypes = None
+        self.finetuned = False
+
+    def caches_features(self) -> bool:
+        return True  # the encoder is adapted only with metric_finetune, and then its tasks bypass the cache
+
+    def folded_head(self, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the saved head over the class means: minus the squared Euclidean distance
+        (up to a term common to every class) or, with ``distance: cosine``, cosine_scale × the cosine to
+        each normalised mean (exact for features of unit length, which mean pooling gives to within 1 %)."""
+        if self.params.distance == "cosine":
+            return self.params.cosine_scale * F.normalize(means, dim=-1), torch.zeros(len(means), device=means.device)
+        return linear_head(means)
+
+    def export_model(self, adapted: bool = False):
+        """The model; adapted, a copy whose own classifier is the prototype head of the support embeddings
+        (2μ_c, −‖μ_c‖²: the same argmax and softmax as minus the squared distance to each class mean), so
+        the folder is a plain sequence classifier that `transformers.pipeline` serves. It is protonet's
+        classifier with Euclidean distance exactly; for the others it is the nearest-class-mean classifier
+        of their embeddings."""
+        if not adapted or self.prototypes is None:
+            return super().export_model(adapted)
+        import copy
+
+        from ..models.pooling import set_classifier
+
+        if not is_mean_pooled(self.model):
+            raise ModelError(
+                f"{self.name} builds its classifier from mean-pooled embeddings, but this model's head reads its "
+                "own pooler: an adapted folder would not predict what kshot predicts. Train with model.pooling "
+                "'mean' or 'auto'."
+            )
+        classes, means = self.prototypes
+        weight, bias = self.folded_head(means.float())
+        names = self.adapted_labels or model_label_names(self.model)
+        if not self.new_classes:
+            # Every label of the model keeps its row; a label absent from the support set can never win.
+            full_w = torch.zeros(self.model.config.num_labels, weight.shape[1], device=weight.device)
+            full_b = torch.full((self.model.config.num_labels,), -1e4, device=weight.device)
+            full_w[classes], full_b[classes] = weight, bias
+            weight, bias, names = full_w, full_b, model_label_names(self.model)
+        model = copy.deepcopy(self.model)
+        set_classifier(model, weight, bias, list(names))
+        setattr(model.config, NEW_CLASSES_KEY, False)
+        return model
 
     def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:
         self.reset()
         if not len(support):
             raise ModelError("The support set is empty: give at least one labelled example per class.")
-        if int(support.labels.max()) >= self.model.config.num_labels:
+        if not self.new_classes and int(support.labels.max()) >= self.model.config.num_labels:
             raise ModelError(
                 f"Support label id {int(support.labels.max())} is outside the model's"
                 f" {self.model.config.num_labels} labels."
@@ -184,12 +234,23 @@ class MetricAlgorithm(MetaAlgorithm):
         stats: dict[str, float] = {"steps": 0}
         if self.params.metric_finetune and steps > 0:
             stats.update(self._finetune(support, steps, seed))
+        self.finetuned = bool(stats["steps"])  # the encoder changed: cached embeddings no longer hold
         emb = embed_task(
-            self.model, support, self.params.eval_batch_size, self.pad_token_id, self.device, self.accelerator
+            self.model,
+            support,
+            self.params.eval_batch_size,
+            self.pad_token_id,
+            self.device,
+            self.accelerator,
+            cache=self.feature_cache if not stats["steps"] else None,
         )
+        labels = torch.as_tensor(support.labels, device=self.device)
         with torch.no_grad():
-            state = self.support_state(emb, torch.as_tensor(support.labels, device=self.device))
+            state = self.support_state(emb, labels)
         self.support = {k: v.detach() for k, v in state.items()}
+        # What a saved folder's own head becomes (export_model): the class means of these embeddings.
+        self.prototypes = prototypes(emb.detach(), labels)
+        self.adapted_labels = support.label_names
         return stats
 
     def _finetune(self, support: TaskExamples, steps: int, seed: int) -> dict[str, float]:
@@ -222,9 +283,11 @@ class MetricAlgorithm(MetaAlgorithm):
             )
         if self.scorer is not None:
             self.scorer.eval()
-        emb = embed_task(self.model, task, batch_size, self.pad_token_id, self.device, self.accelerator)
-        out = np.full((len(task), self.model.config.num_labels), -np.inf, dtype=np.float32)
+        cache = self.feature_cache if not self.finetuned else None
+        emb = embed_task(self.model, task, batch_size, self.pad_token_id, self.device, self.accelerator, cache=cache)
         columns = self.support["classes"].cpu().numpy()
+        width = int(columns.max()) + 1 if self.new_classes else self.model.config.num_labels
+        out = np.full((len(task), width), -np.inf, dtype=np.float32)
         for start in range(0, len(task), batch_size):
             with full_precision(self.device):  # float32 scores, as in meta-training, even under an enclosing autocast
                 logits = self.scores(self.support, emb[start : start + batch_size])
@@ -239,6 +302,13 @@ class MetricAlgorithm(MetaAlgorithm):
                 "trained (the classifier is built from a support set). Adapt it to your labels, then predict:\n\n"
                 "```bash\nkshot adapt --model PATH_TO_THIS_FOLDER --support support.csv --out adapted\n"
                 "kshot predict --model adapted --input texts.txt\n```"
+            )
+        if is_mean_pooled(self.model):
+            return (
+                f"This folder was adapted by **{self.name}**: its classification head holds the class means of the "
+                "support set's embeddings (the head reads the mean-pooled embedding), so it is a plain sequence "
+                'classifier: `transformers.pipeline("text-classification", model=PATH_TO_THIS_FOLDER)` and '
+                "`kshot predict` give the same labels and scores."
             )
         return (
             f"The classifier of this folder is the **{self.name}** support state in `{SUPPORT_FILE}`"
@@ -297,7 +367,8 @@ class MetricAlgorithm(MetaAlgorithm):
         if self.scorer is not None:
             weights = {k: v.detach().cpu().contiguous() for k, v in self.scorer.state_dict().items()}
             files[SCORER_FILE] = lambda path: save_file(weights, str(path))
-        if self.support is not None:
+        if self.support is not None and not is_mean_pooled(self.model):
+            # Only an unfolded model needs its support state beside it (export_model folds it into the head).
             support = {k: v.detach().cpu().contiguous() for k, v in self.support.items()}
             files[SUPPORT_FILE] = lambda path: save_file(support, str(path), metadata={"algorithm": self.name})
         return files

@@ -10,28 +10,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models.pooling import is_mean_pooled
+from .heads import prototypes
 from .metric import SUPPORT_FILE, MetricAlgorithm
-
-
-def prototypes(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sorted classes present, their mean embeddings)."""
-    classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
-    sums = torch.zeros(len(classes), embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
-    sums.index_add_(0, inverse, embeddings)
-    counts = torch.bincount(inverse, minlength=len(classes)).to(embeddings.dtype)
-    return classes, sums / counts.unsqueeze(1)
 
 
 def prototype_logits(queries: torch.Tensor, protos: torch.Tensor, distance: str, cosine_scale: float) -> torch.Tensor:
     if distance == "cosine":
         return cosine_scale * F.normalize(queries, dim=-1) @ F.normalize(protos, dim=-1).T
     return -torch.cdist(queries, protos).pow(2)
-
-
-def linear_head(protos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of the linear layer whose logits differ from −‖e − c_k‖² by −‖e‖² only, which
-    no class depends on: the same softmax and the same argmax."""
-    return 2 * protos, -protos.pow(2).sum(dim=1)
 
 
 class ProtoNet(MetricAlgorithm):
@@ -46,7 +33,7 @@ class ProtoNet(MetricAlgorithm):
 
     def usage_note(self, adapted: bool) -> str:
         note = super().usage_note(adapted)
-        if not adapted or self.params.distance != "euclidean":
+        if not adapted or self.params.distance != "euclidean" or is_mean_pooled(self.model):
             return note
         # The linear-head identity of the module docstring, written out for users without kshot.
         return note + (

@@ -15,6 +15,8 @@ import torch
 from ..data import Episode, TaskExamples
 from .base import MetaAlgorithm, query_loss, reduce_mean
 from .inner_loop import train_steps
+from .shared_state import ParameterState, sum_across_processes
+from .task_head import TaskHead
 
 
 @torch.no_grad()
@@ -47,36 +49,6 @@ def make_outer_optimizer(name: str, params: list[torch.Tensor], lr: float) -> to
     return torch.optim.SGD(params, lr=lr)
 
 
-class ParameterState:
-    """Meta-parameters kept beside the working model, copied into it in place (never deep-copied)."""
-
-    def __init__(self, model: torch.nn.Module, parameters: Sequence[torch.nn.Parameter] | None = None):
-        # Frozen parameters (e.g. params.freeze_embeddings) never change: no copies, no deltas.
-        self.live = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
-        self.meta = [p.detach().clone() for p in self.live]
-
-    @torch.no_grad()
-    def reset(self) -> None:
-        torch._foreach_copy_([p.data for p in self.live], self.meta)
-
-    @torch.no_grad()
-    def capture(self) -> None:
-        torch._foreach_copy_(self.meta, [p.data for p in self.live])
-
-
-def sum_across_processes(accelerator, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Element-wise sum over processes, as one flat collective."""
-    if accelerator is None or accelerator.num_processes == 1:
-        return tensors
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    flat = accelerator.reduce(flat, reduction="sum")
-    out, offset = [], 0
-    for t in tensors:
-        out.append(flat[offset : offset + t.numel()].view_as(t))
-        offset += t.numel()
-    return out
-
-
 class Reptile(MetaAlgorithm):
     name = "reptile"
 
@@ -84,12 +56,18 @@ class Reptile(MetaAlgorithm):
         super().__init__(model, params, accelerator, pad_token_id)
         self.state = ParameterState(model)
         self.outer_optimizer = make_outer_optimizer(params.outer_optimizer, self.state.meta, params.outer_lr)
+        # New classes: each task trains its own N-row head, built from the meta-learned row (heads.py).
+        self.task_head = TaskHead(model, params, pad_token_id, self.device, accelerator) if self.new_classes else None
 
     def reset(self) -> None:
+        if self.task_head is not None:
+            self.task_head.remove()
         self.state.reset()
 
     def _inner(self, support: TaskExamples, steps: int, seed: int) -> float:
         p = self.params
+        if self.task_head is not None:
+            self.task_head.install(support)
         torch.manual_seed(seed)  # dropout masks: a function of the episode, not of the process
         return train_steps(
             self.model,
@@ -107,7 +85,14 @@ class Reptile(MetaAlgorithm):
 
     def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:
         self.reset()
-        return {"loss": self._inner(support, steps, seed)}
+        loss = self._inner(support, steps, seed)
+        self.adapted_labels = support.label_names
+        return {"loss": loss}
+
+    def export_model(self, adapted: bool = False):
+        if adapted and self.task_head is not None and self.task_head.installed:
+            return self.task_head.exported(self.adapted_labels)
+        return super().export_model(adapted)
 
     def meta_step(
         self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
@@ -124,7 +109,10 @@ class Reptile(MetaAlgorithm):
                         self.model, ep.query, p.eval_batch_size, self.pad_token_id, self.device, self.accelerator
                     )
                 )
-            torch._foreach_add_(delta, reptile_delta(self.state.meta, self.state.live))
+            task_delta = reptile_delta(self.state.meta, self.state.live)
+            if self.task_head is not None:
+                self.task_head.add_row_delta(task_delta, self.state.live)
+            torch._foreach_add_(delta, task_delta)
         delta = sum_across_processes(self.accelerator, delta)
         torch._foreach_div_(delta, float(total_tasks))
         apply_outer_update(self.state.meta, delta, p.outer_lr * lr_scale, self.outer_optimizer)

@@ -12,7 +12,11 @@ from ..errors import ConfigError
 
 def benchmark(
     dataset: Annotated[
-        str, typer.Argument(help="'arsc' (the bundled ARSC set-up), or 'custom' with -c config.yaml.")
+        str,
+        typer.Argument(
+            help="'arsc' (the bundled ARSC set-up), 'intent' (new classes: BANKING77 and OOS class splits, four "
+            "settings, with baselines), or 'custom' with -c config.yaml."
+        ),
     ] = "arsc",
     algorithms: Annotated[str, typer.Option("--algorithms", help="Comma-separated algorithm names.")] = "reptile",
     budget_minutes: Annotated[
@@ -45,6 +49,24 @@ def benchmark(
         Optional[list[str]],
         typer.Option("--set", help="Override for every algorithm, e.g. --set params.eval_inner_steps=10."),
     ] = None,
+    data_root: Annotated[
+        Path, typer.Option("--data-root", help="intent: folder of <DATASET>/few_shot/<NN> class splits.")
+    ] = Path("../shared/data/intent"),
+    datasets: Annotated[str, typer.Option("--datasets", help="intent: comma-separated datasets.")] = "BANKING77,OOS",
+    splits: Annotated[str, typer.Option("--splits", help="intent: comma-separated split numbers.")] = "01,02,03,04,05",
+    baselines: Annotated[
+        str,
+        typer.Option(
+            "--baselines", help="intent: comma-separated baselines (frozen_prototypes, logistic_regression, setfit)."
+        ),
+    ] = "frozen_prototypes,logistic_regression",
+    setfit_episodes: Annotated[
+        str,
+        typer.Option(
+            "--setfit-episodes",
+            help="intent: SetFit episodes per setting (it trains per episode), as 5w1s,5w5s,all1,all5 counts.",
+        ),
+    ] = "8,8,1,1",
 ) -> None:
     """Meta-train each algorithm under the same budget; evaluate all on the test tasks."""
     from ..benchmark import BenchmarkSpec, format_markdown, plot_accuracy_vs_time, run_benchmark
@@ -52,18 +74,15 @@ def benchmark(
     from .logs import setup_logging
     from .main import _load
 
-    if dataset not in ("arsc", "custom"):
-        raise ConfigError(f"Unknown benchmark '{dataset}'. Choose 'arsc', or 'custom' with -c config.yaml.")
+    if dataset not in ("arsc", "custom", "intent"):
+        raise ConfigError(f"Unknown benchmark '{dataset}'. Choose 'arsc', 'intent', or 'custom' with -c config.yaml.")
     if dataset == "custom" and config is None:
         raise ConfigError("'kshot benchmark custom' needs -c config.yaml describing your data.")
     cfg, prm = _load(config, params, set_)
     setup_logging(cfg.logging.log_dir, cfg.logging.level)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
-    folder = (
-        params_dir
-        if params_dir is not None
-        else (Path("configs/benchmark") if Path("configs/benchmark").is_dir() else None)
-    )
+    default_dir = Path("configs/intent" if dataset == "intent" else "configs/benchmark")
+    folder = params_dir if params_dir is not None else (default_dir if default_dir.is_dir() else None)
     per_algorithm = {}
     for name in names:
         if folder is not None and (folder / f"{name}.yaml").is_file():
@@ -74,6 +93,23 @@ def benchmark(
             raise ConfigError(f"--extra-config '{item}' must look like NAME=path/to/config.yaml.")
         name, path = item.split("=", 1)
         extras[name] = load_config(path)
+    if dataset == "intent":
+        _intent(
+            cfg,
+            prm,
+            names,
+            out,
+            budget_minutes,
+            budget_steps,
+            per_algorithm,
+            data_root,
+            datasets,
+            splits,
+            baselines,
+            setfit_episodes,
+            config is None,
+        )
+        return
     spec = BenchmarkSpec(cfg, prm, names, out, budget_minutes, budget_steps, per_algorithm, extras)
     results = run_benchmark(spec)
     table = format_markdown(results)
@@ -81,3 +117,50 @@ def benchmark(
     plot_accuracy_vs_time(results, out / "accuracy_vs_time.png")
     typer.echo(table)
     typer.echo(f"\nWrote {out / 'results.json'}, {out / 'results.md'} and {out / 'accuracy_vs_time.png'}.")
+
+
+def _intent(
+    cfg,
+    prm,
+    names,
+    out,
+    budget_minutes,
+    budget_steps,
+    per_algorithm,
+    data_root,
+    datasets,
+    splits,
+    baselines,
+    setfit_episodes,
+    default_config,
+) -> None:
+    from ..benchmark.new_classes import SETTINGS, NewClassSpec, format_new_classes, run_new_classes
+    from ..config import KshotConfig
+
+    if default_config:
+        cfg = KshotConfig.from_dict({"data": {"format": "class_splits"}, "logging": cfg.logging.to_dict()})
+    counts = [c.strip() for c in setfit_episodes.split(",")]
+    if len(counts) != len(SETTINGS) or not all(c.isdigit() for c in counts):
+        raise ConfigError(f"--setfit-episodes needs {len(SETTINGS)} counts (for {', '.join(SETTINGS)}), e.g. 8,8,1,1.")
+    folders = []
+    for ds in [d.strip() for d in datasets.split(",") if d.strip()]:
+        for split in [s.strip() for s in splits.split(",") if s.strip()]:
+            folder = data_root / ds / "few_shot" / split
+            if not folder.is_dir():
+                raise ConfigError(f"No class split at {folder} (--data-root, --datasets, --splits).")
+            folders.append((f"{ds}-{split}", str(folder)))
+    spec = NewClassSpec(
+        cfg,
+        prm,
+        names,
+        folders,
+        out,
+        budget_minutes,
+        budget_steps,
+        per_algorithm,
+        baselines=[b.strip() for b in baselines.split(",") if b.strip()],
+        setfit_episodes=dict(zip(SETTINGS, map(int, counts))),
+    )
+    results = run_new_classes(spec)
+    typer.echo(format_new_classes(results, spec.settings))
+    typer.echo(f"\nWrote {out / 'results.json'} and {out / 'results.md'}.")

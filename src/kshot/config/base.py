@@ -155,7 +155,7 @@ def check_range(value: Any, bounds: Range, path: str, null: str | None = None) -
 
     ``null`` says what null means for a field that may be null (``None`` always passes).
     """
-    if value is None or value in bounds:
+    if value is None or isinstance(value, str) or value in bounds:  # a string is a choice coerce() checked
         return
     allowed = bounds.describe() + (f", or null to {null}" if null else "")
     raise ConfigError(f"'{path}' must be {allowed}, got {shown(value)}.")

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import ConfigError
+from ..errors import ConfigError, shown
 from .algorithms import algorithm_spec
 from .base import ConfigSection, Range, field
 
-DataFormat = Literal["arsc", "review_json", "hf"]
+DataFormat = Literal["arsc", "review_json", "hf", "class_splits"]
+TaskKind = Literal["auto", "domains", "classes"]
+ClassList = list[str] | str | None  # names, or a file of names (one a line)
 Sampling = Literal["per_class", "total"]
 
 # Shared ranges. Learning rates: a fine-tuning rate is about 1e-5, reptile's interpolation factor 1.
@@ -33,17 +35,44 @@ class DataConfig(ConfigSection):
     format: DataFormat = field(
         "arsc",
         help="'arsc' (folder of <domain>.<t2|t4|t5>.<train|dev|test> files), 'review_json' "
-        "({'data': [{text, label, domain}]}), or 'hf' (any `datasets` source: hub id or local "
-        "json/jsonl/csv/parquet file).",
+        "({'data': [{text, label, domain}]}), 'hf' (any `datasets` source: hub id or local "
+        "json/jsonl/csv/parquet file), or 'class_splits' (a folder of train/valid/test.jsonl and "
+        "labels.train/valid/test.txt whose classes are disjoint: new classes, as in ../shared/data/intent).",
     )
     path: str = field(
         "../shared/data/arsc",
-        help="Folder (arsc), file (review_json), or hub id / file (hf). Relative paths are relative to the "
-        "working directory.",
+        help="Folder (arsc, class_splits), file (review_json), or hub id / file (hf). Relative paths are relative "
+        "to the working directory.",
     )
-    text_column: str = field("text", help="Column holding the text (review_json, hf).")
-    label_column: str = field("label", help="Column holding the label (review_json, hf).")
-    domain_column: str = field("domain", help="Column naming the domain; one domain is one task (review_json, hf).")
+    text_column: str | None = field(
+        None, help="Column holding the text; null = the format's ('text'; class_splits: 'sentence')."
+    )
+    label_column: str = field("label", help="Column holding the label (review_json, hf, class_splits).")
+    domain_column: str | None = field(
+        "domain",
+        help="Column naming the domain; one domain is one task (review_json, hf). null: no domains, tasks are "
+        "draws of n_way classes from the training classes (see tasks).",
+    )
+    tasks: TaskKind = field(
+        "auto",
+        help="What a task is: 'domains' (each domain one task; every task shares the label names), 'classes' "
+        "(a draw of n_way classes from a pool; train, validation and test classes are disjoint, and every "
+        "episode numbers its classes 0..N-1 afresh, in random order while meta-training), or 'auto' "
+        "('classes' for class_splits or domain_column null, else 'domains').",
+    )
+    train_classes: ClassList = field(
+        None,
+        help="tasks=classes: the meta-training classes, as a list or a file of names (one a line); null = every "
+        "class not listed for validation or test (class_splits: labels.train.txt).",
+    )
+    validation_classes: ClassList = field(
+        None, help="tasks=classes: the classes for model selection (list or file); class_splits: labels.valid.txt."
+    )
+    test_classes: ClassList = field(
+        None,
+        help="tasks=classes: the held-out test classes (list or file), never trained on; class_splits: "
+        "labels.test.txt.",
+    )
     hf_split: str = field("train", help="Split to read from a `datasets` source (hf).")
     label_names: list[str] | None = field(
         None, help="Label names in id order; null = sorted distinct labels (ARSC: negative, positive)."
@@ -72,18 +101,74 @@ class DataConfig(ConfigSection):
         range=Range(1, 1_000_000),
         null="use every example not in the support set",
     )
+    eval_way: int | Literal["all"] | None = field(
+        None,
+        help="tasks=classes: classes per validation/test episode; 'all' = every validation/test class at once; "
+        "null = params.n_way (every class when that is null).",
+        range=Range(2, 10_000),
+        null="use params.n_way",
+    )
+    eval_shots: int | None = field(
+        None,
+        help="tasks=classes: support examples per class in validation/test episodes; null = params.k_support.",
+        range=EXAMPLES,
+        null="use params.k_support",
+    )
+    eval_queries: int | None = field(
+        None,
+        help="tasks=classes: query examples per class in validation/test episodes; null = eval_query_size in "
+        "total (every remaining example when that is null too).",
+        range=EXAMPLES,
+        null="use eval_query_size",
+    )
     cache_dir: str = field(
         ".kshot_cache", help="Where tokenized datasets are cached, keyed by texts, tokenizer and max_length."
     )
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
+        if self.task_kind() == "classes" and self.format in ("arsc", "review_json"):
+            raise ConfigError(
+                f"'{prefix}tasks' is 'classes', but the {self.format} format's tasks are domains that share their "
+                "labels. Use tasks: domains, or format hf / class_splits for tasks drawn from a pool of classes."
+            )
+        if self.task_kind() == "domains" and self.domain_column is None:
+            raise ConfigError(
+                f"'{prefix}tasks' is 'domains' but '{prefix}domain_column' is null: name the domain column, "
+                "or set tasks: classes to draw tasks from a pool of classes."
+            )
+        lists = {
+            kind: set(value)
+            for kind in ("train_classes", "validation_classes", "test_classes")
+            if isinstance(value := getattr(self, kind), list)
+        }
+        for a, b in (
+            ("test_classes", "train_classes"),
+            ("test_classes", "validation_classes"),
+            ("validation_classes", "train_classes"),
+        ):
+            both = lists.get(a, set()) & lists.get(b, set())
+            if both:
+                raise ConfigError(
+                    f"Class(es) {shown(', '.join(sorted(both)), 200)} are listed both in '{prefix}{a}' and in "
+                    f"'{prefix}{b}'; the three class lists must be disjoint (test classes are never trained on)."
+                )
         overlap = set(self.test_domains or []) & (set(self.train_domains or []) | set(self.validation_domains))
         if overlap:
             raise ConfigError(
                 f"Domain(s) {', '.join(sorted(overlap))} are listed both as test domains and for "
                 f"training/validation in '{prefix}test_domains'; test domains are never trained on."
             )
+
+    def task_kind(self) -> str:
+        """'domains' or 'classes': what one task is (see ``tasks``)."""
+        if self.tasks != "auto":
+            return self.tasks
+        return "classes" if self.format == "class_splits" or self.domain_column is None else "domains"
+
+    def text_field(self) -> str:
+        """The text column: ``text_column``, or the format's own name for it."""
+        return self.text_column or ("sentence" if self.format == "class_splits" else "text")
 
 
 @dataclass
@@ -94,6 +179,14 @@ class ModelConfig(ConfigSection):
         "all-MiniLM-L6-v2.",
     )
     revision: str | None = field(None, help="Hub revision (branch, tag or commit) when loading by hub id.")
+    pooling: Literal["auto", "cls", "mean"] = field(
+        "auto",
+        help="What the classifier head reads: 'cls' (the model's own pooler), or 'mean' (one extra frozen layer "
+        "feeds the head the standardised mean of the token states, about unit length; a plain "
+        "BertForSequenceClassification that `transformers.pipeline` serves; see models/pooling.py). 'auto': "
+        "'mean' for new classes (data.tasks classes) and the metric-based algorithms, whose heads are built "
+        "from embeddings, else 'cls'.",
+    )
 
 
 @dataclass
@@ -190,6 +283,20 @@ class Params(ConfigSection):
         help="anil with anil_head_init='prototypes': multiply the prototype layer (its logits are minus this "
         "times the squared distance to each class mean) by this; below 1 a single unusual support example "
         "moves the starting head less.",
+        range=POSITIVE_SCALE,
+    )
+    new_class_head: Literal["zero", "unicorn", "prototypes"] = field(
+        "prototypes",
+        help="New classes (tasks drawn from a pool of classes; see data.tasks): the N-row head every task of the "
+        "gradient-based algorithms and of reptile/transfer/finetune starts from, built from one meta-learned row "
+        "by a rule blind to which classes they are: 'zero', 'unicorn' (every row the meta-learned row, "
+        "Unicorn-MAML) or 'prototypes' (that row plus the support set's class means, Proto-MAML; with 0 "
+        "adaptation steps a nearest-prototype classifier). See algorithms/heads.py.",
+    )
+    new_class_head_scale: float = field(
+        10.0,
+        help="new_class_head='prototypes': logits start as minus this times the squared distance to each class "
+        "mean of the head's input features (about unit length with model.pooling mean).",
         range=POSITIVE_SCALE,
     )
     metasgd_init_lr: float | None = field(

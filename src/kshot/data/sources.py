@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
-from ..errors import DataError, did_you_mean
+from ..errors import DataError, did_you_mean, shown
 from .tasks import FixedTask, TaskCollection, TaskExamples
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,10 @@ def load_tasks(config: DataConfig) -> TaskCollection:
     """Read the configured source into train/validation/test tasks."""
     if config.format == "arsc":
         return load_arsc(config)
+    if config.format == "class_splits":
+        return load_class_splits(config)
+    if config.task_kind() == "classes":
+        return load_class_pools(config)
     return load_table(config)
 
 
@@ -173,7 +177,7 @@ def load_table(config: DataConfig) -> TaskCollection:
     ds = _load_dataset(config)
     where = config.path
     for kind, column in (
-        ("text_column", config.text_column),
+        ("text_column", config.text_field()),
         ("label_column", config.label_column),
         ("domain_column", config.domain_column),
     ):
@@ -182,13 +186,13 @@ def load_table(config: DataConfig) -> TaskCollection:
                 f"{where}: no column '{column}' (data.{kind}).{did_you_mean(column, ds.column_names)} "
                 f"Columns: {', '.join(ds.column_names)}."
             )
-    texts = ds[config.text_column]
+    texts = ds[config.text_field()]
     raw_labels = [str(v) if v is not None else None for v in ds[config.label_column]]
     domains = [str(v) if v is not None else None for v in ds[config.domain_column]]
     for i, (text, label, domain) in enumerate(zip(texts, raw_labels, domains)):
         if not isinstance(text, str) or not text.strip():
             raise DataError(
-                f"{where}, row {i}: the text ('{config.text_column}') is empty. Remove the row or fill in the text."
+                f"{where}, row {i}: the text ('{config.text_field()}') is empty. Remove the row or fill in the text."
             )
         if label is None:
             raise DataError(f"{where}, row {i}: the label ('{config.label_column}') is missing.")
@@ -220,3 +224,178 @@ def load_table(config: DataConfig) -> TaskCollection:
         validation=[task(d) for d in validation],
         test_pool=[task(d) for d in test],
     )
+
+
+# ------------------------------------------------------------------------------ pools of new classes
+
+
+def read_class_list(value: list[str] | str, key: str) -> list[str]:
+    """A class list from the config: the names themselves, or a file of names (one a line)."""
+    if isinstance(value, list):
+        return list(value)
+    path = Path(value)
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as err:
+        raise DataError(f"Cannot read the class list {path} (data.{key}): {err.strerror}.") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"The class list {path} (data.{key}) is not UTF-8 text.") from err
+    if not names:
+        raise DataError(f"The class list {path} (data.{key}) names no class.")
+    return names
+
+
+def _check_disjoint(lists: dict[str, list[str]], where: str) -> None:
+    kinds = list(lists)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1 :]:
+            both = sorted(set(lists[a]) & set(lists[b]))
+            if both:
+                few = ", ".join(repr(n) for n in both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
+                raise DataError(
+                    f"{few} are both {a} and {b} classes ({where}); the class lists must be disjoint: "
+                    "test classes are never trained on, validation classes never chosen from."
+                )
+
+
+def _pool(name: str, texts: Sequence[str], labels: Sequence[str], classes: list[str], where: str) -> TaskExamples:
+    """The examples of ``classes`` as one task; labels are ids into ``classes``."""
+    ids = {c: i for i, c in enumerate(classes)}
+    keep = [i for i, lab in enumerate(labels) if lab in ids]
+    missing = sorted(set(classes) - {labels[i] for i in keep})
+    if missing:
+        raise DataError(
+            f"{where}: {len(missing)} {name} class(es) have no example, e.g. {missing[0]!r}. "
+            "Check the class list against the data's labels."
+        )
+    return TaskExamples(
+        name=name,
+        domain=name,
+        texts=[texts[i] for i in keep],
+        labels=np.array([ids[labels[i]] for i in keep], dtype=np.int64),
+        source=where,
+        label_names=list(classes),
+    )
+
+
+def _collection(train: TaskExamples, validation: TaskExamples | None, test: TaskExamples | None) -> TaskCollection:
+    return TaskCollection(
+        label_names=list(train.label_names or []),
+        train=[train],
+        validation=[validation] if validation is not None else [],
+        test_pool=[test] if test is not None else [],
+        new_classes=True,
+    )
+
+
+def _read_rows(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    """Texts and labels of one JSON Lines file, every row checked."""
+    import json
+
+    texts, labels = [], []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise DataError(f"Cannot read {path}: {err.strerror}. Is data.path a class_splits folder?") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}).") from err
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {lineno}: not a JSON object ({err.msg}).") from err
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {lineno}: expected a JSON object.")
+        text, label = row.get(text_column), row.get(label_column)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(
+                f"{path}, line {lineno}: no text in '{text_column}' (data.text_column). "
+                f"Keys: {', '.join(map(str, list(row)[:10]))}."
+            )
+        if label is None or not str(label).strip():
+            raise DataError(f"{path}, line {lineno}: no label in '{label_column}' (data.label_column).")
+        texts.append(text.strip())
+        labels.append(str(label).strip())
+    return texts, labels
+
+
+def load_class_splits(config: DataConfig) -> TaskCollection:
+    """A folder of ``{train,valid,test}.jsonl`` and ``labels.{train,valid,test}.txt`` (the few-shot intent
+    splits of ../shared/data/intent): each split's examples are one pool of that split's classes."""
+    root = Path(config.path)
+    if not root.is_dir():
+        raise DataError(
+            f"class_splits folder {root} does not exist (data.path, relative to {Path.cwd()}). Point data.path "
+            "at a folder holding train.jsonl, valid.jsonl, test.jsonl and labels.train.txt, ... (one split)."
+        )
+    pools: dict[str, TaskExamples | None] = {}
+    lists: dict[str, list[str]] = {}
+    for kind, split in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        key = f"{kind}_classes"
+        given = getattr(config, key)
+        default = root / f"labels.{split}.txt"
+        if given is None and not default.is_file() and kind != "train":
+            pools[kind] = None
+            continue
+        lists[kind] = read_class_list(given if given is not None else str(default), key)
+    _check_disjoint(lists, str(root))
+    for kind, split in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        if kind not in lists:
+            continue
+        path = root / f"{split}.jsonl"
+        texts, labels = _read_rows(path, config.text_field(), config.label_column)
+        pools[kind] = _pool(kind, texts, labels, lists[kind], str(path))
+    return _collection(pools["train"], pools.get("validation"), pools.get("test"))
+
+
+def load_class_pools(config: DataConfig) -> TaskCollection:
+    """Any `datasets` source (hub id, CSV, JSONL, ...) without domains: tasks draw classes from pools of
+    training, validation and test classes (lists or files of names; the training classes default to every
+    class not listed for validation or test)."""
+    ds = _load_dataset(config)
+    where = config.path
+    for kind, column in (("text_column", config.text_field()), ("label_column", config.label_column)):
+        if column not in ds.column_names:
+            raise DataError(
+                f"{where}: no column '{column}' (data.{kind}).{did_you_mean(column, ds.column_names)} "
+                f"Columns: {', '.join(ds.column_names)}."
+            )
+    texts = ds[config.text_field()]
+    labels = [str(v).strip() if v is not None else "" for v in ds[config.label_column]]
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(
+                f"{where}, row {i}: the text ('{config.text_field()}') is empty. Remove the row or fill in the text."
+            )
+        if not label:
+            raise DataError(f"{where}, row {i}: the label ('{config.label_column}') is missing.")
+    known = sorted(set(labels))
+    lists = {
+        kind: read_class_list(value, f"{kind}_classes")
+        for kind in ("validation", "test")
+        if (value := getattr(config, f"{kind}_classes")) is not None
+    }
+    if not lists.get("test"):
+        raise DataError(
+            f"{where}: tasks are drawn from classes, so data.test_classes must name the held-out test classes "
+            "(a list, or a file of names)."
+        )
+    for kind, names in lists.items():
+        for name in names:
+            if name not in known:
+                raise DataError(
+                    f"{where}: {kind} class {shown(name)} is not a label of the data.{did_you_mean(name, known)}"
+                )
+    held = {n for names in lists.values() for n in names}
+    train = (
+        read_class_list(config.train_classes, "train_classes")
+        if config.train_classes is not None
+        else [c for c in known if c not in held]
+    )
+    lists = {"train": train, **lists}
+    _check_disjoint(lists, where)
+    texts = [t.strip() for t in texts]
+    pools = {kind: _pool(kind, texts, labels, names, where) for kind, names in lists.items()}
+    return _collection(pools["train"], pools.get("validation"), pools.get("test"))

@@ -1,5 +1,12 @@
-"""Tasks: the examples of one domain (for ARSC, one domain × threshold), and the fixed support/query
-pairs that evaluation uses."""
+"""Tasks: the examples of one domain (for ARSC, one domain × threshold) or one pool of classes, and the
+fixed support/query pairs that evaluation uses.
+
+Label spaces: a task's ``labels`` are ids into its own ``label_names``. When every task shares one
+vocabulary (ARSC's negative/positive, a review set's labels), those ids are the model's head rows
+and episodes keep them. When tasks are draws of classes from a pool (``TaskCollection.new_classes``),
+an episode numbers its N classes 0..N-1 itself (:class:`~.sampler.Episode` ``classes``), so no head
+row means one class across tasks.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,8 @@ import numpy as np
 
 @dataclass
 class TaskExamples:
-    """The examples of one task in one split. ``labels`` are ids into the collection's label names."""
+    """The examples of one task in one split. ``labels`` are ids into ``label_names`` (the collection's
+    label names when that is None)."""
 
     name: str
     domain: str
@@ -18,6 +26,7 @@ class TaskExamples:
     labels: np.ndarray
     source: str = ""
     input_ids: list[np.ndarray] | None = field(default=None, repr=False)
+    label_names: list[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -38,16 +47,29 @@ class TaskExamples:
             labels=self.labels[indices],
             source=self.source,
             input_ids=None if self.input_ids is None else [self.input_ids[i] for i in indices],
+            label_names=self.label_names,
         )
+
+    def relabelled(self, indices: np.ndarray, classes: np.ndarray, name: str | None = None) -> TaskExamples:
+        """The examples at ``indices`` with labels renumbered: class ``classes[j]`` becomes ``j``."""
+        sub = self.subset(indices, name)
+        local = np.full(int(self.labels.max()) + 1 if len(self.labels) else 1, -1, dtype=np.int64)
+        local[np.asarray(classes, dtype=np.int64)] = np.arange(len(classes))
+        sub.labels = local[sub.labels]
+        names = self.label_names
+        sub.label_names = [names[int(c)] for c in classes] if names is not None else None
+        return sub
 
 
 @dataclass
 class FixedTask:
-    """An evaluation task: adapt on ``support``, score on ``query``."""
+    """An evaluation task: adapt on ``support``, score on ``query``. ``classes``: the names of the task's
+    label ids (None: the collection's label names)."""
 
     name: str
     support: TaskExamples
     query: TaskExamples
+    classes: list[str] | None = None
 
 
 @dataclass
@@ -61,6 +83,7 @@ class TaskCollection:
     test: list[FixedTask] = field(default_factory=list)
     test_pool: list[TaskExamples] = field(default_factory=list)
     validation_is_default: bool = False  # validation tasks chosen by the format, not by the user
+    new_classes: bool = False  # tasks are draws of classes from pools: episodes number their classes 0..N-1
 
     def all_examples(self) -> list[TaskExamples]:
         """Every TaskExamples object once (for tokenizing everything in one pass)."""

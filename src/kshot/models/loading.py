@@ -77,6 +77,10 @@ def load_model(
         )
     except (OSError, ValueError) as err:
         raise ModelError(_load_hint(name, err)) from err
+    from .pooling import freeze_pooling, is_mean_pooled
+
+    if is_mean_pooled(model):
+        freeze_pooling(model)  # the pooling layer is fixed by construction: never trained, never adapted
     return model
 
 

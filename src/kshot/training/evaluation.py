@@ -73,9 +73,11 @@ def evaluate_tasks(
     ``label_prior`` (see calibration.py) moves predictions from the support's prior to that prior.
     """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-    local = {
-        t.name: evaluate_task(algorithm, t, steps, batch_size, seed, label_prior) for t in list(tasks)[rank::world]
-    }
+    # Where the algorithm allows it (the body is not adapted), each distinct text is encoded once for all tasks.
+    with algorithm.caching_features():
+        local = {
+            t.name: evaluate_task(algorithm, t, steps, batch_size, seed, label_prior) for t in list(tasks)[rank::world]
+        }
     if world > 1:
         from accelerate.utils import gather_object
 

@@ -11,16 +11,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..algorithms.base import is_new_class_model, predict_logits
 from ..algorithms.metric import has_saved_support
 from ..config import KshotConfig, Params
-from ..data import TaskExamples, collate
+from ..data import TaskExamples
 from ..data.tokenization import tokenize_examples
-from ..errors import DataError, ModelError
+from ..data.user_files import read_labelled_file
+from ..errors import DataError, ModelError, shown
 from ..models import load_model, load_tokenizer, model_label_names, read_kshot_meta, save_model
 from .calibration import fold_into_head, prior_shift
 from .evaluation import evaluate_tasks
 from .precision import autocast_context, launcher_precision, resolve_precision
-from .setup import build_algorithm, build_tasks, make_accelerator
+from .setup import build_algorithm, build_tasks, load_run_model, make_accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,13 @@ def evaluate_model(
     tasks = build_tasks(config, params, tokenizer, with_training=False)
     if not tasks.test:
         raise DataError("No test tasks: set data.test_domains (or use a format with default test domains).")
-    model = load_model(str(model_dir), tasks.collection.label_names)
+    model = load_run_model(
+        str(model_dir),
+        tasks.collection.label_names,
+        params,
+        new_classes=tasks.collection.new_classes,
+        pooling=config.model.pooling,
+    )
     algorithm = build_algorithm(model, params, accelerator, tokenizer)
     algorithm.load_pretrained(str(model_dir))
     prior = saved_label_prior(model_dir, params)
@@ -76,51 +84,6 @@ def saved_label_prior(model_dir: str | Path, params: Params) -> np.ndarray | Non
     return np.asarray(prior, dtype=np.float64) if params.prior_calibration and prior is not None else None
 
 
-def read_labelled_file(
-    path: str | Path, text_column: str = "text", label_column: str | None = "label"
-) -> tuple[list[str], list[str] | None]:
-    """Texts (and labels) from a CSV, JSON/JSONL or plain text file (one text per line, unlabelled)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist or is not a file.")
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        if label_column is not None:
-            raise DataError(
-                f"{path}: a .txt file holds no labels;"
-                f" give a CSV or JSONL file with '{text_column}' and '{label_column}' columns."
-            )
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if not texts:
-            raise DataError(f"{path} holds no texts.")
-        return texts, None
-    builder = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
-    if builder is None:
-        raise DataError(f"{path}: unsupported file type '{suffix}'. Use .csv, .jsonl, .json (or .txt for predict).")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
-    except Exception as err:  # datasets raises many types for malformed files
-        raise DataError(f"Cannot read {path}: {type(err).__name__}: {err}") from err
-    for col in [c for c in (text_column, label_column) if c]:
-        if col not in ds.column_names:
-            raise DataError(f"{path}: no column '{col}'. Columns: {', '.join(ds.column_names)}.")
-    texts = ds[text_column]
-    for i, t in enumerate(texts):
-        if not isinstance(t, str) or not t.strip():
-            raise DataError(
-                f"{path}, row {i + 1}: the text ('{text_column}') is empty. Remove the row or fill in the text."
-            )
-    labels = None
-    if label_column:
-        labels = [None if v is None else str(v) for v in ds[label_column]]
-        for i, lab in enumerate(labels):
-            if lab is None or not lab.strip():
-                raise DataError(f"{path}, row {i + 1}: the label ('{label_column}') is empty.")
-    return [t.strip() for t in texts], labels
-
-
 def adapt_model(
     model_dir: str | Path,
     support_file: str | Path,
@@ -128,7 +91,12 @@ def adapt_model(
     steps: int | None = None,
     params_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune a saved model on a few labelled examples and save a standard Hugging Face folder."""
+    """Adapt a saved model to a few labelled examples and save a standard Hugging Face folder.
+
+    When the examples' labels are the model's own, its meta-learned head is kept. Otherwise (new
+    labels, or a model meta-trained for new classes) the task's head starts by the algorithm's rule
+    for new classes (``params.new_class_head``, prototypes by default; see algorithms/heads.py), and
+    the saved folder's ``id2label`` holds the user's label names."""
     _check_model_dir(model_dir)
     texts, labels = read_labelled_file(support_file)
     params = saved_params(model_dir, params_overrides)
@@ -138,13 +106,19 @@ def adapt_model(
     probe = load_model(str(model_dir))
     known = model_label_names(probe)
     user = sorted(set(labels))
-    # Keep the meta-learned head when the user's labels are the model's; otherwise start a new head.
-    label_names = known if set(user) <= set(known) else user
-    if label_names is user:
-        logger.warning("Labels %s differ from the model's %s: a new classifier head is trained.", user, known)
-        model = load_model(str(model_dir), label_names)
+    new_classes = is_new_class_model(probe) or not set(user) <= set(known)
+    if new_classes:
+        if not is_new_class_model(probe):
+            logger.warning(
+                "Labels %s are not the model's %s: the head starts from the %s of these examples (new classes).",
+                shown(user, 200),
+                shown(known, 200),
+                params.new_class_head,
+            )
+        label_names = user
+        model = load_run_model(str(model_dir), label_names, params, new_classes=True)
     else:
-        model = probe
+        label_names, model = known, probe
     ids = {n: i for i, n in enumerate(label_names)}
     support = TaskExamples(
         name="support",
@@ -152,6 +126,7 @@ def adapt_model(
         texts=texts,
         labels=np.array([ids[lab] for lab in labels]),
         source=str(support_file),
+        label_names=list(label_names),
     )
     tokenize_examples(support, tokenizer, params.max_length)
     algorithm = build_algorithm(model, params, accelerator, tokenizer)
@@ -174,7 +149,7 @@ def adapt_model(
         meta["usage"] = note
     model_out = accelerator.unwrap_model(algorithm.export_model(adapted=True))
     prior = saved_label_prior(model_dir, params)
-    if prior is not None and label_names is known:
+    if prior is not None and not new_classes:
         classes = np.arange(len(label_names))
         if fold_into_head(model_out, prior_shift(prior, support.labels, classes)):
             meta["label_prior"] = prior.tolist()
@@ -189,7 +164,8 @@ def adapt_model(
 def predict_texts(
     model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None
 ) -> list[dict[str, Any]]:
-    """Label and probability for each text, with any saved sequence classifier."""
+    """Label and probability for each text, with any saved sequence classifier: the folder's own head,
+    as `transformers.pipeline` serves it (an adapted kshot folder holds its task's head)."""
     _check_model_dir(model_dir)
     tokenizer = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir))
@@ -204,23 +180,17 @@ def predict_texts(
     )
     logger.info("Predicting in %s (%s).", "float32" if precision == "no" else precision, reason)
     if has_saved_support(model_dir):
-        # Adapted by a metric-based algorithm: the classifier is the saved support state (e.g.
-        # protonet's prototypes) over the encoder's mean-pooled embeddings, not the model's own head.
+        # Adapted by a metric-based algorithm before kshot folded support states into the head: the
+        # classifier is the saved support state over the encoder's embeddings, not the model's own head.
         algorithm = build_algorithm(model, saved_params(model_dir), None, tokenizer)
         algorithm.load_pretrained(str(model_dir))
         with autocast_context(precision):
             logits = torch.from_numpy(algorithm.predict(task, batch_size))
         return _labelled(texts, torch.softmax(logits, dim=-1).numpy(), names)
-    probs = np.zeros((len(texts), len(names)), dtype=np.float32)
-    order = np.argsort([len(x) for x in task.input_ids], kind="stable")
-    pad = tokenizer.pad_token_id or 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collate([task.input_ids[i] for i in idx], pad)
-        with autocast_context(precision):
-            logits = model(**batch).logits
-        probs[idx] = torch.softmax(logits.float(), dim=-1).numpy()
-    return _labelled(texts, probs, names)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with autocast_context(precision):
+        logits = torch.from_numpy(predict_logits(model, task, batch_size, pad, "cpu"))
+    return _labelled(texts, torch.softmax(logits, dim=-1).numpy(), names)
 
 
 def _labelled(texts: Sequence[str], probs: np.ndarray, names: list[str]) -> list[dict[str, Any]]:

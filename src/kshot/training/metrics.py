@@ -24,8 +24,21 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> f
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def confidence_95(values: Sequence[float]) -> float:
+    """Half-width of the normal 95% confidence interval of the mean of ``values`` (0 for one value)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def summarize(tasks: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Unweighted mean over tasks (the ARSC convention)."""
+    """Unweighted mean over tasks (the ARSC convention), with the 95% confidence interval of each mean
+    over tasks (the few-shot literature's ± for episodes) and the number of tasks."""
     if not tasks:
         return {}
-    return {k: float(np.mean([t[k] for t in tasks.values()])) for k in ("accuracy", "macro_f1")}
+    out: dict[str, float] = {}
+    for k in ("accuracy", "macro_f1"):
+        values = [t[k] for t in tasks.values()]
+        out[k] = float(np.mean(values))
+        out[f"{k}_ci95"] = confidence_95(values)
+    out["tasks"] = len(tasks)
+    return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..algorithms import MetaAlgorithm, get_algorithm
 from ..config import KshotConfig, Params
-from ..data import EpisodeSampler, FixedTask, TaskCollection, load_tasks, tokenize_collection
+from ..data import EpisodeSampler, FixedTask, Shape, TaskCollection, load_tasks, tokenize_collection
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -31,19 +31,48 @@ def build_tasks(config: KshotConfig, params: Params, tokenizer, with_training: b
     collection = load_tasks(config.data)
     tokenize_collection(collection, tokenizer, params.max_length, config.data.cache_dir, test_only=not with_training)
     label_names = collection.label_names
-    sampler = EpisodeSampler(collection.train, params, label_names, stream="train") if with_training else None
+    new = collection.new_classes
+    sampler = EpisodeSampler(collection.train, params, label_names, new_classes=new) if with_training else None
+    shape, query_size, query_mode = evaluation_shape(config, params, new)
     validation = list(collection.validation_fixed) if with_training else []
     if collection.validation and with_training:
         validation += EpisodeSampler(
-            collection.validation, params, label_names, stream="validation", skip_small=collection.validation_is_default
-        ).fixed_tasks(params.eval_tasks, config.data.eval_query_size)
+            collection.validation,
+            params,
+            label_names,
+            stream="validation",
+            skip_small=collection.validation_is_default,
+            new_classes=new,
+            shape=shape,
+        ).fixed_tasks(params.eval_tasks, query_size, query_mode)
     test = list(collection.test)
     if collection.test_pool:
         count = len(collection.test_pool) * config.data.eval_episodes
-        test += EpisodeSampler(collection.test_pool, params, label_names, stream="test").fixed_tasks(
-            count, config.data.eval_query_size
-        )
+        test += EpisodeSampler(
+            collection.test_pool, params, label_names, stream="test", new_classes=new, shape=shape
+        ).fixed_tasks(count, query_size, query_mode)
     return RunTasks(collection, collection.train, sampler, validation, test)
+
+
+def evaluation_shape(config: KshotConfig, params: Params, new_classes: bool) -> tuple[Shape, int | None, str]:
+    """(episode shape, query size, query mode) of validation and test episodes.
+
+    Domain tasks: the training shape, with ``data.eval_query_size`` queries in total. New classes: the
+    N-way K-shot protocol of ``data.eval_way``/``eval_shots``/``eval_queries`` (Q queries a class)."""
+    shape = Shape.of(params)
+    data = config.data
+    if not new_classes:
+        return shape, data.eval_query_size, "total"
+    n_way = None if data.eval_way == "all" else (data.eval_way or params.n_way)
+    per_class = data.eval_queries is not None
+    shape = Shape(
+        n_way=n_way,
+        k_support=data.eval_shots or params.k_support,
+        k_query=data.eval_queries if per_class else data.eval_query_size,
+        support_sampling="per_class",
+        query_sampling="per_class" if per_class else "total",
+    )
+    return shape, shape.k_query, shape.query_sampling
 
 
 def make_accelerator(params: Params, training: bool = True):
@@ -104,6 +133,53 @@ def _log_precision(precision: str, reason: str, caveat: str | None) -> None:
         logger.info("Precision: %s (%s).", name, reason)
 
 
+NEW_CLASS_ROW = "new class"
+"""The label of a new-class model's one head row (each task builds its own rows from it)."""
+
+METRIC_ALGORITHMS = ("protonet", "matchnet", "relationnet", "siamese")
+
+
+def resolve_pooling(pooling: str, params: Params, new_classes: bool) -> str:
+    """'cls' or 'mean' for ``model.pooling`` (see its help)."""
+    if pooling != "auto":
+        return pooling
+    return "mean" if new_classes or params.algorithm in METRIC_ALGORITHMS else "cls"
+
+
+def load_run_model(
+    name: str, label_names: list[str], params: Params, *, new_classes: bool, pooling: str = "auto", revision=None
+):
+    """The model a run trains or adapts: a head for ``label_names`` (shared labels), or, for new classes,
+    one meta-learned row (kept if ``name`` is a new-class model already, else a zero row; the first
+    new-class rules ignore it, since one row common to every class moves no class against another);
+    with ``pooling`` resolved to 'mean', the mean-pooling layer (kept if ``name`` has it)."""
+    from ..algorithms.base import NEW_CLASSES_KEY
+    from ..models import load_model
+    from ..models.pooling import is_mean_pooled, to_mean_pooling
+
+    if new_classes:
+        model = load_model(name, revision=revision)
+        if not getattr(model.config, NEW_CLASSES_KEY, False):
+            model = load_model(name, [NEW_CLASS_ROW], revision)
+            import torch
+
+            with torch.no_grad():
+                for p in model.get_submodule(_head_module(model)).parameters():
+                    p.zero_()
+        setattr(model.config, NEW_CLASSES_KEY, True)
+    else:
+        model = load_model(name, label_names, revision)
+    if resolve_pooling(pooling, params, new_classes) == "mean" and not is_mean_pooled(model):
+        to_mean_pooling(model)
+    return model
+
+
+def _head_module(model) -> str:
+    from ..algorithms.functional import head_names
+
+    return head_names(model)[0].split(".")[0]
+
+
 def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgorithm:
     if params.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -130,8 +206,13 @@ def set_dropout(model, p: float, attention_only: bool = False) -> int:
     its own. Returns how many layers were set."""
     import torch
 
+    from ..models.pooling import pooling_modules
+
+    fixed = {id(m) for name in pooling_modules(model) for m in model.get_submodule(name).modules()}
     count = 0
     for parent in model.modules():
+        if id(parent) in fixed:  # the mean-pooling layer is a fixed function: its dropout stays 0
+            continue
         if attention_only and not type(parent).__name__.endswith("Attention"):
             continue
         for module in parent.children():

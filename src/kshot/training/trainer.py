@@ -14,13 +14,13 @@ import torch
 
 from ..config import KshotConfig, Params
 from ..errors import ConfigError
-from ..models import load_model, load_tokenizer, resolve_model_name, save_model
+from ..models import load_tokenizer, resolve_model_name, save_model
 from .calibration import label_prior
 from .callbacks import CallbackList, LoggingCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import local_task_indices, main_process_flag, run_fingerprint, verify_processes_agree
 from .evaluation import evaluate_tasks
-from .setup import build_algorithm, build_tasks, make_accelerator
+from .setup import build_algorithm, build_tasks, load_run_model, make_accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +136,23 @@ class MetaTrainer:
         self.tokenizer = load_tokenizer(name, self.config.model.revision)
         self.tasks = build_tasks(self.config, self.params, self.tokenizer)
         self.label_names = self.tasks.collection.label_names
+        self.new_classes = self.tasks.collection.new_classes
+        if self.new_classes and self.params.prior_calibration:
+            raise ConfigError(
+                "params.prior_calibration moves predictions to the training tasks' label prior, but with new "
+                "classes (data.tasks classes) no test class has a training prior. Set it to false."
+            )
         # Stored with every model, so that `kshot evaluate --set params.prior_calibration=true` can use it.
-        self.train_prior = label_prior(self.tasks.train, len(self.label_names))
+        self.train_prior = None if self.new_classes else label_prior(self.tasks.train, len(self.label_names))
         self.label_prior = self.train_prior if self.params.prior_calibration else None
-        model = load_model(name, self.label_names, self.config.model.revision)
+        model = load_run_model(
+            name,
+            self.label_names,
+            self.params,
+            new_classes=self.new_classes,
+            pooling=self.config.model.pooling,
+            revision=self.config.model.revision,
+        )
         self.algorithm = build_algorithm(model, self.params, self.accelerator, self.tokenizer)
         self.base_model = name
         self.best_state, self.best_metric, self.best_step = None, None, 0
@@ -212,7 +225,8 @@ class MetaTrainer:
                 "algorithm": self.params.algorithm,
                 "base_model": self.base_model,
                 "label_names": self.label_names,
-                "label_prior": self.train_prior.tolist(),
+                "label_prior": None if self.train_prior is None else self.train_prior.tolist(),
+                "new_classes": self.new_classes,
                 "step": self.best_step,
                 "config": self.config.to_dict(),
                 "params": self.params.to_dict(),

@@ -25,7 +25,9 @@ from ...models import read_kshot_meta
 from ..adapted_params import ParamDictAlgorithm
 from ..base import reduce_mean, support_batches, to_device
 from ..functional import params_of, trainable_names
-from ..reptile import sum_across_processes
+from ..heads import episode_head
+from ..shared_state import sum_across_processes
+from ..task_head import TaskHead
 from .network import LearnedOptimizer, LoptConfig
 from .persistence import has_lopt, load_lopt, lopt_files, lopt_from_state, lopt_state
 from .unroll import UnrollOptions, adapt_params, meta_gradients, model_loss_fn
@@ -73,6 +75,7 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
             disable()
         self.loss_fn = model_loss_fn(model, accelerator, checkpointed=params.gradient_checkpointing)
         self.adapted: dict[str, torch.Tensor] | None = None
+        self.task_head: TaskHead | None = None  # new classes: builds each task's starting head
         if params.lopt_path:
             self._set_lopt(load_lopt(params.lopt_path))
             logger.info("Starting from the learned optimizer in %s.", params.lopt_path)
@@ -114,6 +117,43 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
             chunks.append((to_device(batch, self.device), len(idx) / len(query)))
         return chunks
 
+    # ------------------------------------------------------------------ new classes
+    def _task_init(self, support: TaskExamples) -> dict[str, torch.Tensor]:
+        """θ, with a new-class model's one-row head replaced by the task's N-row start (heads.py). The start
+        is a constant of the unroll here: the row's meta-gradient is the sum of the rows' (Unicorn-MAML), and
+        the prototypes' path into the body is not differentiated (first order in the prototypes)."""
+        if not self.new_classes:
+            return self.meta
+        if self.task_head is None:
+            self.task_head = TaskHead(self.model, self.params, self.pad_token_id, self.device, self.accelerator)
+        p, row = self.params, self.task_head.meta_head
+        labels = torch.as_tensor(support.labels, device=self.device)
+        features = self.task_head.features(support) if p.new_class_head == "prototypes" else None
+        with torch.no_grad():
+            weight, bias = episode_head(
+                p.new_class_head,
+                row.weight,
+                row.bias,
+                int(support.labels.max()) + 1,
+                features,
+                labels,
+                p.new_class_head_scale,
+            )
+        init = dict(self.meta)
+        name = self.task_head.module_name
+        init[f"{name}.weight"] = weight.contiguous()
+        if bias is not None:
+            init[f"{name}.bias"] = bias.contiguous()
+        return init
+
+    def _row_grad(self, name: str, grad: torch.Tensor) -> torch.Tensor:
+        """The meta-gradient of θ's tensor ``name`` from the task's: summed over a new-class head's rows."""
+        if self.new_classes and grad.shape != self.meta[name].shape:
+            return (
+                grad.sum(0, keepdim=True) if self.params.new_class_head != "zero" else torch.zeros_like(self.meta[name])
+            )
+        return grad
+
     # ------------------------------------------------------------------ meta-training
     def meta_step(
         self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
@@ -124,18 +164,19 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
         lopt_grads = [torch.zeros_like(t) for t in self.lopt.parameters()]
         support_losses, query_losses = [], []
         for ep in episodes:
+            init = self._task_init(ep.support)
             support = self._support(ep.support, p.inner_steps, ep.seed)
             result = meta_gradients(
                 self.lopt,
                 self.loss_fn,
-                self.meta,
+                init,
                 support,
                 self._query(ep.query),
                 self.options,
                 want_init=p.lopt_meta_init,
             )
             if result.init is not None:
-                torch._foreach_add_(init_grads, list(result.init.values()))
+                torch._foreach_add_(init_grads, [self._row_grad(n, g) for n, g in result.init.items()])
             torch._foreach_add_(lopt_grads, result.lopt)
             support_losses.append(result.support_loss)
             query_losses.append(result.query_loss)
@@ -191,9 +232,11 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
     # ------------------------------------------------------------------ few-shot use
     def adapt(self, support: TaskExamples, steps: int, seed: int = 0) -> dict[str, float]:
         """The learned optimizer's inner loop from θ, without a graph; θ′ is kept for ``predict``."""
+        init = self._task_init(support)
         batches = self._support(support, steps, seed)
         self.model.train()
-        self.adapted, losses = adapt_params(self.lopt, self.loss_fn, self.meta, batches)
+        self.adapted, losses = adapt_params(self.lopt, self.loss_fn, init, batches)
+        self.adapted_labels = support.label_names
         return {"loss": float(np.mean(losses)) if losses else float("nan")}
 
     # ------------------------------------------------------------------ persistence

@@ -151,3 +151,34 @@ def test_adapting_the_default_model_to_new_intents_starts_from_prototypes(tmp_pa
     served = pipeline("text-classification", model=str(out), tokenizer=str(out))(texts)
     assert [s["label"] for s in served] == [r["label"] for r in rows]
     np.testing.assert_allclose([s["score"] for s in served], [p["score"] for p in ours], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------- evaluation encodes a text once
+@pytest.mark.parametrize("algorithm", ["protonet", "anil"])
+def test_evaluation_encodes_each_text_once_and_scores_as_without_the_cache(tmp_path, intent_setup, algorithm):
+    from kshot.models import load_tokenizer
+    from kshot.training import evaluate_tasks
+    from kshot.training.setup import build_algorithm, build_tasks, load_run_model, make_accelerator
+
+    root, data, model_dir = intent_setup
+    config, params = train_config(tmp_path, data, model_dir, algorithm)
+    config.data.eval_episodes = 12  # 12 overlapping 3-way episodes over 5 test classes
+    # Without dropout: anil adapts on the body's train-mode features, the cache holds eval-mode ones.
+    params = type(params).from_dict({**params.to_dict(), "dropout": 0.0})
+    tokenizer = load_tokenizer(str(model_dir))
+    tasks = build_tasks(config, params, tokenizer, with_training=False).test
+    model = load_run_model(str(model_dir), [], params, new_classes=True)
+    algo = build_algorithm(model, params, make_accelerator(params, training=False), tokenizer)
+    rows = []
+    model.base_model.embeddings.register_forward_hook(lambda _m, _a, out: rows.append(out.shape[0]))
+    cached = evaluate_tasks(algo, tasks, params.eval_inner_steps, 64, params.seed)
+    distinct = len({t for task in tasks for part in (task.support, task.query) for t in part.texts})
+    total = sum(len(task.support) + len(task.query) for task in tasks)
+    assert sum(rows) == distinct < total
+    # The same scores as encoding every episode's texts again.
+    algo.caches_features = lambda: False
+    rows.clear()
+    plain = evaluate_tasks(algo, tasks, params.eval_inner_steps, 64, params.seed)
+    assert sum(rows) >= total
+    for name, m in cached["tasks"].items():
+        assert m["accuracy"] == pytest.approx(plain["tasks"][name]["accuracy"])

@@ -91,6 +91,12 @@ def test_paths_outside_the_roots_are_refused_at_every_entry(live, service_data, 
             ({"output_dir": str(live.root / "runs" / ".." / ".." / "escape")}, ("config", "output_dir")),
             ({"data__cache_dir": str(outside / "cache")}, ("config", "data", "cache_dir")),
             ({"logging__log_dir": str(outside / "logs")}, ("config", "logging", "log_dir")),
+            ({"data__format": "class_splits", "data__path": str(outside)}, ("config", "data", "path")),
+            # A class list given as a file is a path too (new classes: tasks drawn from pools of classes).
+            (
+                {"data__format": "hf", "data__domain_column": None, "data__test_classes": str(outside / "c.txt")},
+                ("config", "data", "test_classes"),
+            ),
         ]
         for i, (changes, loc) in enumerate(cases):
             config = config_with(service_data, **changes)

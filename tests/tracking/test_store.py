@@ -153,7 +153,8 @@ def test_evaluations_one_row_per_task(store):
     ]
     assert rows[0].extra == {"n_positive_pred": 20} and rows[1].n_query == 30
     latest = store.latest_evaluation(attempt.id, "validation")
-    assert latest["step"] == 10 and latest["mean"] == pytest.approx({"accuracy": 0.7, "macro_f1": 0.6})
+    assert latest["step"] == 10 and latest["mean"]["tasks"] == 2
+    assert {k: latest["mean"][k] for k in ("accuracy", "macro_f1")} == pytest.approx({"accuracy": 0.7, "macro_f1": 0.6})
     assert store.latest_evaluation(attempt.id, "test")["tasks"]["books"]["accuracy"] == 1.0  # re-recorded, replaced
     with pytest.raises(AttemptError, match="tasks"):
         store.add_evaluation(attempt.id, 1, "test", {"accuracy": 0.5})

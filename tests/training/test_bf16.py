@@ -37,7 +37,7 @@ import torch
 from accelerate.state import AcceleratorState
 from safetensors import safe_open
 
-from kshot.algorithms import get_algorithm
+from kshot.algorithms import available, get_algorithm
 from kshot.algorithms.functional import AdamUpdate, SGDUpdate
 from kshot.config import Params
 from kshot.models import load_model
@@ -50,20 +50,7 @@ from kshot.training.setup import make_accelerator, set_dropout
 
 from ..algorithms.gradient_helpers import episode, flat, task
 
-ALGORITHMS = [
-    "reptile",
-    "fomaml",
-    "maml",
-    "metasgd",
-    "anil",
-    "finetune",
-    "transfer",
-    "protonet",
-    "matchnet",
-    "relationnet",
-    "siamese",
-    "learned_optimizer",
-]
+ALGORITHMS = available()  # every registered algorithm, so a new one cannot skip these checks
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,7 @@ class NewClassSpec:
     baselines: list[str] = field(default_factory=lambda: ["frozen_prototypes", "logistic_regression"])
     setfit_episodes: dict[str, int] = field(default_factory=dict)
     settings: list[str] = field(default_factory=lambda: list(SETTINGS))
+    episodes: int | None = None  # instead of each setting's own count (a quick look; the protocol's are above)
 
     def __post_init__(self) -> None:
         for name in self.settings:
@@ -60,6 +61,8 @@ class NewClassSpec:
     def setting_config(self, folder: str, setting: str, output_dir: Path) -> KshotConfig:
         raw = self.config.to_dict()
         raw["data"] = {**raw["data"], "path": folder, **SETTINGS[setting]}
+        if self.episodes is not None:
+            raw["data"]["eval_episodes"] = self.episodes
         raw["output_dir"] = str(output_dir)
         return KshotConfig.from_dict(raw)
 

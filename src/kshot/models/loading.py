@@ -66,8 +66,8 @@ def load_model(
     name = resolve_model_name(name_or_path)
     kwargs = {}
     if label_names is not None:
+        # No num_labels: it follows id2label, and passing both warns when the checkpoint had another count.
         kwargs = dict(
-            num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={n: i for i, n in enumerate(label_names)},
         )

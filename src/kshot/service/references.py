@@ -99,6 +99,10 @@ def resolve_model(value: str | None, settings: ServiceSettings, loc: tuple[str, 
 
 def resolve_data(data: dict[str, Any], settings: ServiceSettings, loc: tuple[str, ...]) -> None:
     """Resolve ``data.path`` in place: registry name, path under the roots, or (format hf) an ``owner/name`` hub id."""
+    # Class lists given as files are paths like any other: under the roots, or refused.
+    for key in ("train_classes", "validation_classes", "test_classes"):
+        if isinstance(data.get(key), str):
+            data[key] = resolve_path(data[key], settings.resolved_roots(), loc[:-1] + (key,))
     value = data["path"]
     if value in settings.datasets:
         data["path"] = registry_entry(settings.datasets[value])

@@ -416,41 +416,36 @@ class AttemptStore:
             if not dead:
                 continue
             same = Attempt.worker.is_(None) if row.worker is None else Attempt.worker == row.worker
-            query = (
-                update(Attempt)
-                .where(Attempt.id == row.id, Attempt.status == "running", same)
-                .values(
-                    status="cancelled" if row.cancel_requested else "failed",
-                    error="interrupted",
-                    finished_at=now,
-                    lease_expires_at=None,
-                    updated_at=now,
-                )
-            )
-            with self._sessions.begin() as session:
-                count += session.execute(query).rowcount
+            count += self._end_running(Attempt.id == row.id, same, cancelled=bool(row.cancel_requested), now=now)
         return count
 
     def fail_process(self, worker: str, error: str = "interrupted") -> int:
         """End the running attempts of one process known to be dead (``host:pid``, e.g. by its parent,
         which saw it exit): failed with ``error``, or cancelled when a cancel was asked; returns how many."""
         now = utcnow()
-        count = 0
-        for cancel in (False, True):
-            query = (
-                update(Attempt)
-                .where(Attempt.status == "running", Attempt.worker == worker, Attempt.cancel_requested.is_(cancel))
-                .values(
-                    status="cancelled" if cancel else "failed",
-                    error=error,
-                    finished_at=now,
-                    lease_expires_at=None,
-                    updated_at=now,
-                )
+        return sum(
+            self._end_running(
+                Attempt.worker == worker, Attempt.cancel_requested.is_(cancel), cancelled=cancel, error=error, now=now
             )
-            with self._sessions.begin() as session:
-                count += session.execute(query).rowcount
-        return count
+            for cancel in (False, True)
+        )
+
+    def _end_running(self, *where, cancelled: bool, now, error: str = "interrupted") -> int:
+        """End the running attempts matching ``where`` whose process is gone, in one conditional UPDATE:
+        failed with ``error``, or cancelled (a cancel was asked). Returns how many."""
+        query = (
+            update(Attempt)
+            .where(Attempt.status == "running", *where)
+            .values(
+                status="cancelled" if cancelled else "failed",
+                error=error,
+                finished_at=now,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+        with self._sessions.begin() as session:
+            return session.execute(query).rowcount
 
     def reap_expired(self, attempt_id: int | None = None) -> list[AttemptRecord]:
         """End the running attempts whose lease has expired (their process stopped renewing it); returns them.

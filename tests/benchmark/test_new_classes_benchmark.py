@@ -49,6 +49,9 @@ def test_algorithms_and_baselines_are_scored_in_every_setting(tmp_path):
         assert set(r["settings"]) == set(SETTINGS), method
         assert all(0.0 <= m["accuracy"] <= 1.0 for m in r["settings"].values())
     stored = json.loads((tmp_path / "bench" / "results.json").read_text())
+    # The algorithms' per-episode scores stay beside the split's summary (for paired comparisons).
+    runs = json.loads((tmp_path / "bench" / "tiny-01" / "results.json").read_text())["results"]
+    assert len(runs["protonet"]["test"]["tasks"]) == 4
     assert stored["tiny-01"]["frozen_prototypes"]["settings"]["all-way 5-shot"]["episodes"] == 4
     table = (tmp_path / "bench" / "results.md").read_text()
     assert "| protonet |" in table and "| frozen_prototypes |" in table and "all-way 5-shot" in table

@@ -11,8 +11,9 @@ once, by the seeded sampler, from the test classes):
 
 Alternatives: the frozen body with nearest prototypes, logistic regression on frozen embeddings,
 SetFit (on the first ``setfit_episodes`` episodes of each setting; it trains per episode) and any
-algorithm given, such as ``transfer``. Results: ``<out>/<dataset>-<split>/results.json`` per split,
-``<out>/results.json`` and ``<out>/results.md`` over all.
+algorithm given, such as ``transfer``. Results: ``<out>/<dataset>-<split>/summary.json`` per split (and
+``results.json`` there, the algorithms' per-episode scores), ``<out>/results.json`` and
+``<out>/results.md`` over all.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def run_split(spec: NewClassSpec, name: str, folder: str) -> dict[str, Any]:
             results[algorithm] = _by_setting(r, main)
     for method in spec.baselines:
         results[method] = run_baseline(spec, method, folder, out)
-        _write(out / "results.json", results)
+        _write(out / "summary.json", results)  # results.json beside it: the algorithms' per-episode scores
     return results
 
 

@@ -182,3 +182,22 @@ def test_evaluation_encodes_each_text_once_and_scores_as_without_the_cache(tmp_p
     assert sum(rows) >= total
     for name, m in cached["tasks"].items():
         assert m["accuracy"] == pytest.approx(plain["tasks"][name]["accuracy"])
+
+
+@pytest.mark.parametrize("algorithm", ["anil", "reptile"])
+def test_kshot_evaluate_scores_a_saved_new_class_model_on_the_test_protocol(tmp_path, intent_setup, algorithm):
+    """`kshot evaluate` on new classes: the saved one-row model, all-way episodes of the test classes."""
+    from kshot.config import KshotConfig
+    from kshot.training import MetaTrainer
+    from kshot.training.fewshot import evaluate_model
+
+    root, data, model = intent_setup
+    config, params = train_config(tmp_path, data, model, algorithm)
+    trained = MetaTrainer(config, params).train()
+    all_way = KshotConfig.from_dict({**config.to_dict(), "data": {**config.data.to_dict(), "eval_way": "all"}})
+    results = evaluate_model(config.output_dir, all_way)
+    assert results["mean"]["tasks"] == 3
+    assert all(m["n_query"] == 5 * 2 for m in results["tasks"].values())  # 5 test classes × 2 queries
+    # The 3-way protocol of training reproduces the trainer's own test scores.
+    again = evaluate_model(config.output_dir, config)
+    assert again["mean"]["accuracy"] == pytest.approx(trained.test["mean"]["accuracy"])

@@ -68,8 +68,11 @@ def cached_features(
     keys = [x.tobytes() for x in task.input_ids] if cache is not None else None
     missing = task
     if cache is not None:
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}
-        todo = sorted(first[k] for k in dict.fromkeys(keys) if k not in cache)
+        first = {}  # each key not cached yet → its first position in the task
+        for i, k in enumerate(keys):
+            if k not in cache:
+                first.setdefault(k, i)
+        todo = list(first.values())
         missing = task.subset(np.asarray(todo, dtype=np.int64))
     was_training = model.training
     model.eval()

@@ -242,7 +242,7 @@ class MetricAlgorithm(MetaAlgorithm):
             self.pad_token_id,
             self.device,
             self.accelerator,
-            cache=self.feature_cache if not stats["steps"] else None,
+            cache=None if self.finetuned else self.feature_cache,
         )
         labels = torch.as_tensor(support.labels, device=self.device)
         with torch.no_grad():

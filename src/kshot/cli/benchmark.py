@@ -70,7 +70,7 @@ def benchmark(
 ) -> None:
     """Meta-train each algorithm under the same budget; evaluate all on the test tasks."""
     from ..benchmark import BenchmarkSpec, format_markdown, plot_accuracy_vs_time, run_benchmark
-    from ..config import load_config, load_yaml
+    from ..config import KshotConfig, load_config, load_yaml
     from .logs import setup_logging
     from .main import _load
 
@@ -94,21 +94,14 @@ def benchmark(
         name, path = item.split("=", 1)
         extras[name] = load_config(path)
     if dataset == "intent":
-        _intent(
-            cfg,
-            prm,
-            names,
-            out,
-            budget_minutes,
-            budget_steps,
-            per_algorithm,
-            data_root,
-            datasets,
-            splits,
-            baselines,
-            setfit_episodes,
-            config is None,
-        )
+        from ..benchmark.new_classes import NewClassSpec, format_new_classes, run_new_classes
+
+        if config is None:  # the intent default: class splits with the bundled model
+            cfg = KshotConfig.from_dict({"data": {"format": "class_splits"}, "logging": cfg.logging.to_dict()})
+        folders, chosen, counts = _intent_options(data_root, datasets, splits, baselines, setfit_episodes)
+        spec = NewClassSpec(cfg, prm, names, folders, out, budget_minutes, budget_steps, per_algorithm, chosen, counts)
+        typer.echo(format_new_classes(run_new_classes(spec), spec.settings))
+        typer.echo(f"\nWrote {out / 'results.json'} and {out / 'results.md'}.")
         return
     spec = BenchmarkSpec(cfg, prm, names, out, budget_minutes, budget_steps, per_algorithm, extras)
     results = run_benchmark(spec)
@@ -119,26 +112,10 @@ def benchmark(
     typer.echo(f"\nWrote {out / 'results.json'}, {out / 'results.md'} and {out / 'accuracy_vs_time.png'}.")
 
 
-def _intent(
-    cfg,
-    prm,
-    names,
-    out,
-    budget_minutes,
-    budget_steps,
-    per_algorithm,
-    data_root,
-    datasets,
-    splits,
-    baselines,
-    setfit_episodes,
-    default_config,
-) -> None:
-    from ..benchmark.new_classes import SETTINGS, NewClassSpec, format_new_classes, run_new_classes
-    from ..config import KshotConfig
+def _intent_options(data_root: Path, datasets: str, splits: str, baselines: str, setfit_episodes: str):
+    """(split folders as (name, path), baseline names, SetFit episodes per setting) from the intent options."""
+    from ..benchmark.new_classes import SETTINGS
 
-    if default_config:
-        cfg = KshotConfig.from_dict({"data": {"format": "class_splits"}, "logging": cfg.logging.to_dict()})
     counts = [c.strip() for c in setfit_episodes.split(",")]
     if len(counts) != len(SETTINGS) or not all(c.isdigit() for c in counts):
         raise ConfigError(f"--setfit-episodes needs {len(SETTINGS)} counts (for {', '.join(SETTINGS)}), e.g. 8,8,1,1.")
@@ -149,18 +126,5 @@ def _intent(
             if not folder.is_dir():
                 raise ConfigError(f"No class split at {folder} (--data-root, --datasets, --splits).")
             folders.append((f"{ds}-{split}", str(folder)))
-    spec = NewClassSpec(
-        cfg,
-        prm,
-        names,
-        folders,
-        out,
-        budget_minutes,
-        budget_steps,
-        per_algorithm,
-        baselines=[b.strip() for b in baselines.split(",") if b.strip()],
-        setfit_episodes=dict(zip(SETTINGS, map(int, counts))),
-    )
-    results = run_new_classes(spec)
-    typer.echo(format_new_classes(results, spec.settings))
-    typer.echo(f"\nWrote {out / 'results.json'} and {out / 'results.md'}.")
+    chosen = [b.strip() for b in baselines.split(",") if b.strip()]
+    return folders, chosen, dict(zip(SETTINGS, map(int, counts)))

@@ -68,20 +68,23 @@ def _split_domains(config: DataConfig, known: list[str], default_test: list[str]
 
 
 def _read_list(path: Path) -> list[str]:
+    lines = text_lines(path, " Is data.path an ARSC folder (see its README)?")
+    return [line.strip() for line in lines if line.strip()]
+
+
+def text_lines(path: Path, hint: str = "") -> list[str]:
+    """The lines of a UTF-8 text file, or a DataError naming the file (and ``hint``: what it should be)."""
     try:
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
-        raise DataError(f"Cannot read {path}: {err.strerror}. Is data.path an ARSC folder (see its README)?") from err
+        raise DataError(f"Cannot read {path}: {err.strerror}.{hint}") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}).{hint}") from err
 
 
 def read_arsc_file(path: Path, name: str, domain: str) -> TaskExamples:
     """One ``<domain>.<threshold>.<split>`` file: ``text<TAB>label`` per line, label 1 or -1."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise DataError(f"Cannot read {path}: {err.strerror}.") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}).") from err
+    lines = text_lines(path)
     texts, labels = [], []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -234,12 +237,7 @@ def read_class_list(value: list[str] | str, key: str) -> list[str]:
     if isinstance(value, list):
         return list(value)
     path = Path(value)
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError as err:
-        raise DataError(f"Cannot read the class list {path} (data.{key}): {err.strerror}.") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"The class list {path} (data.{key}) is not UTF-8 text.") from err
+    names = [line.strip() for line in text_lines(path, f" It is the class list data.{key}.") if line.strip()]
     if not names:
         raise DataError(f"The class list {path} (data.{key}) names no class.")
     return names
@@ -293,12 +291,7 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> tuple[list[st
     import json
 
     texts, labels = [], []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise DataError(f"Cannot read {path}: {err.strerror}. Is data.path a class_splits folder?") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}).") from err
+    lines = text_lines(path, " Is data.path a class_splits folder?")
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue

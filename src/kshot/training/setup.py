@@ -153,16 +153,18 @@ def load_run_model(
     one meta-learned row (kept if ``name`` is a new-class model already, else a zero row; the first
     new-class rules ignore it, since one row common to every class moves no class against another);
     with ``pooling`` resolved to 'mean', the mean-pooling layer (kept if ``name`` has it)."""
+    import torch
+    from transformers import AutoConfig
+
     from ..algorithms.base import NEW_CLASSES_KEY
     from ..models import load_model
     from ..models.pooling import is_mean_pooled, to_mean_pooling
 
     if new_classes:
-        model = load_model(name, revision=revision)
-        if not getattr(model.config, NEW_CLASSES_KEY, False):
-            model = load_model(name, [NEW_CLASS_ROW], revision)
-            import torch
-
+        # The config alone says whether the saved head is a new-class row: the weights are read once.
+        saved_row = getattr(AutoConfig.from_pretrained(name, revision=revision), NEW_CLASSES_KEY, False)
+        model = load_model(name, None if saved_row else [NEW_CLASS_ROW], revision)
+        if not saved_row:
             with torch.no_grad():
                 for p in model.get_submodule(_head_module(model)).parameters():
                     p.zero_()

@@ -15,12 +15,12 @@ from sqlalchemy import inspect
 
 from kshot.errors import ConfigError
 from kshot.tracking import AttemptStore
-from kshot.tracking.database import current_revision, head_revision, upgrade
+from kshot.tracking.database import VERSION_TABLE, current_revision, head_revision, upgrade
 
 from .databases import fresh_postgres_url
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"attempts", "attempt_steps", "attempt_evaluations", "alembic_version"}
+TABLES = {"attempts", "attempt_steps", "attempt_evaluations", VERSION_TABLE}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -63,7 +63,8 @@ def test_models_and_migrations_agree(empty_url):
 
     store = AttemptStore(empty_url)
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
+        diff = compare_metadata(context, Base.metadata)
     store.close()
     assert diff == []
 
@@ -182,3 +183,65 @@ def test_upgrade_from_0001_adds_the_lease_and_keeps_rows(empty_url):
     assert store.get_attempt("old").status == "running"
     assert store.reap_expired() == []  # a row without a lease is never reaped by lease
     store.close()
+
+
+def _as_before_version_table(url: str, revision: str = "0002") -> None:
+    """A database as kshot wrote it before VERSION_TABLE: its revision in alembic_version, Optuna's table."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from kshot.tracking.database import alembic_config, make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": revision})
+        conn.execute(
+            text(
+                "INSERT INTO attempts (name, kind, status, command, n_steps, metrics, artefacts, cancel_requested, "
+                "created_at, updated_at) VALUES ('old', 'train', 'completed', '{}', 0, '{}', '{}', false, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+
+
+def test_a_database_from_before_the_version_table_moves_to_it(empty_url):
+    """kshot's revision leaves alembic_version (Optuna's) for kshot_alembic_version; rows and study columns follow."""
+    _as_before_version_table(empty_url)
+    store = AttemptStore(empty_url)
+    inspector = inspect(store.engine)
+    assert "alembic_version" not in inspector.get_table_names()
+    assert {"study", "trial"} <= {c["name"] for c in inspector.get_columns("attempts")}
+    assert store.get_attempt("old").status == "completed"
+    with store.engine.connect() as conn:
+        assert current_revision(conn) == head_revision()
+    store.close()
+
+
+@pytest.mark.parametrize("optuna_first", [True, False])
+def test_optuna_and_the_store_share_one_database(empty_url, optuna_first):
+    """`kshot tune` keeps Optuna's study tables beside the attempts: each schema opens, in either order."""
+    import optuna
+
+    from kshot.tuning.storage import optuna_storage
+
+    def open_optuna():
+        storage = optuna_storage(empty_url)
+        optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
+        return storage
+
+    storage = open_optuna() if optuna_first else None
+    store = AttemptStore(empty_url)
+    store.create_attempt("beside-optuna", "train", {"config": {}, "params": {}})
+    storage = open_optuna() if storage is None else storage
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
+    store.close()
+    again = AttemptStore(empty_url)  # an up-to-date store on a database Optuna also uses: nothing to do
+    assert again.get_attempt("beside-optuna") is not None
+    with again.engine.connect() as conn:
+        assert current_revision(conn) == head_revision()
+    again.close()
+    storage.engine.dispose()

@@ -89,6 +89,9 @@ def list_attempts(
     ] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", help="train or test.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Only names containing this text.")] = None,
+    study: Annotated[
+        Optional[str], typer.Option("--study", help="Only the trials of this `kshot tune` study (sorted by trial).")
+    ] = None,
     sort: Annotated[
         str,
         typer.Option(
@@ -103,8 +106,16 @@ def list_attempts(
     """The attempts, newest first, with status, steps and final accuracy / macro-F1."""
     from ..tracking import AttemptStore
 
+    if study is not None and sort == "-created_at":
+        sort = "trial"
     rows, total = AttemptStore(db).list_attempts(
-        status=status or None, kind=kind, name_contains=name, sort=sort, offset=(page - 1) * limit, limit=limit
+        status=status or None,
+        kind=kind,
+        name_contains=name,
+        study=study,
+        sort=sort,
+        offset=(page - 1) * limit,
+        limit=limit,
     )
     if json_out:
         typer.echo(json.dumps({"total": total, "page": page, "attempts": [r.to_dict() for r in rows]}, indent=2))
@@ -112,14 +123,16 @@ def list_attempts(
     if not rows:
         typer.echo("No attempts." if total == 0 else f"No attempts on page {page} ({total} in all).")
         return
+    trial = f"{'trial':>5} " if study is not None else ""
     typer.echo(
-        f"{'id':>5}  {'name':<32} {'kind':<5} {'status':<10} {'steps':>11} {'acc':>7} {'F1':>6}"
+        f"{'id':>5}  {trial}{'name':<32} {'kind':<5} {'status':<10} {'steps':>11} {'acc':>7} {'F1':>6}"
         f"  {'created (UTC)':<16} {'time':>7}"
     )
     for r in rows:
         steps = f"{r.n_steps}/{r.total_steps}" if r.total_steps else str(r.n_steps or "-")
+        trial = f"{'-' if r.trial is None else r.trial:>5} " if study is not None else ""
         typer.echo(
-            f"{r.id:>5}  {_clip(r.name, 32):<32} {r.kind:<5} {r.status:<10} {steps:>11}"
+            f"{r.id:>5}  {trial}{_clip(r.name, 32):<32} {r.kind:<5} {r.status:<10} {steps:>11}"
             f" {_pct(r.metrics.get('accuracy')):>7} "
             f"{_num(r.metrics.get('macro_f1')):>6}  {_when(r.created_at):<16} {_duration(r.duration_seconds):>7}"
         )

@@ -174,6 +174,10 @@ from .benchmark import benchmark as _benchmark  # noqa: E402
 
 app.command()(_benchmark)
 
+from .tune import tune as _tune  # noqa: E402
+
+app.command()(_tune)
+
 
 def _param_overrides(overrides: list[str] | None) -> dict:
     from ..config import apply_overrides

@@ -56,7 +56,10 @@ class TrackingCallback(TrainerCallback):
     def on_train_end(self, trainer, result) -> None:
         self._check()
         metrics = final_metrics(result)
-        status = "cancelled" if self.cancelled else "completed"
+        if self.cancelled:
+            status = "cancelled"
+        else:
+            status = "pruned" if trainer.control.stop_reason == "pruned" else "completed"
         if self.heartbeat is not None:
             self.heartbeat.stop()  # the attempt is about to end: no beat must find it finished
         self.store.finish_attempt(self.attempt_id, status, metrics=metrics)

@@ -16,6 +16,12 @@ from ..errors import ConfigError
 ENV_VAR = "KSHOT_DATABASE_URL"
 DEFAULT_FILE = "kshot_attempts.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Alembic's default version table, alembic_version, is Optuna's: `kshot tune` keeps its studies in the
+# same database, and two schemas recording their revisions in one table would each read the other's
+# as unknown. kshot records its own in this table; databases from before it are moved over (upgrade).
+VERSION_TABLE = "kshot_alembic_version"
+LEGACY_VERSION_TABLE = "alembic_version"
+KSHOT_REVISIONS_BEFORE_MOVE = ("0001", "0002")
 # Any constant works; it only has to be the same for every kshot process sharing a PostgreSQL server.
 _PG_MIGRATION_LOCK = 0x6B73686F74
 
@@ -92,7 +98,26 @@ def head_revision() -> str:
 def current_revision(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(connection).get_current_revision()
+    return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _move_legacy_version(connection: Connection) -> None:
+    """A database written before VERSION_TABLE existed holds kshot's revision in alembic_version: move it.
+
+    Only kshot's own revision ids are moved (an alembic_version of Optuna's is left alone), and the
+    table is dropped once empty, so that Optuna stamps its own there.
+    """
+    from sqlalchemy import inspect
+
+    tables = set(inspect(connection).get_table_names())
+    if LEGACY_VERSION_TABLE not in tables or VERSION_TABLE in tables:
+        return
+    rows = [r[0] for r in connection.execute(text(f"SELECT version_num FROM {LEGACY_VERSION_TABLE}"))]
+    if len(rows) != 1 or rows[0] not in KSHOT_REVISIONS_BEFORE_MOVE:
+        return
+    connection.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+    connection.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:v)"), {"v": rows[0]})
+    connection.execute(text(f"DROP TABLE {LEGACY_VERSION_TABLE}"))
 
 
 def upgrade(engine: Engine) -> None:
@@ -101,13 +126,14 @@ def upgrade(engine: Engine) -> None:
     # The first connection to a new SQLite file switches it to WAL, and SQLite refuses that ("database
     # is locked", without waiting) while another connection opens the file: so even the check runs
     # under the lock. Once the file is in WAL mode the pragma is a no-op.
-    with _migration_lock(engine):
+    with migration_lock(engine):
         with engine.connect() as conn:
             if current_revision(conn) == head:
                 return
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            _move_legacy_version(conn)
             if current_revision(conn) == head:
                 return
             from alembic import command
@@ -116,7 +142,7 @@ def upgrade(engine: Engine) -> None:
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: Engine):
+def migration_lock(engine: Engine):
     """Serialise migrations of one SQLite file between processes (PostgreSQL uses an advisory lock)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":

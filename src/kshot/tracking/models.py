@@ -19,6 +19,8 @@ class Base(DeclarativeBase):
 
 class Attempt(Base):
     __tablename__ = "attempts"
+    # One attempt per trial of a study (NULLs, the attempts of no study, never collide).
+    __table_args__ = (UniqueConstraint("study", "trial", name="uq_attempt_study_trial"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
@@ -43,6 +45,9 @@ class Attempt(Base):
     # null for an attempt only recorded (POST /attempts, the CLI), which no worker is to run. A queued
     # attempt with a job_queued_at older than a grace period and no queue message naming it lost its job.
     job_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A trial of a `kshot tune` study: the study's name and Optuna's trial number (null otherwise).
+    study: Mapped[str | None] = mapped_column(String(128), index=True)
+    trial: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow

@@ -6,17 +6,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-ATTEMPT_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+# "pruned": a trial of a hyperparameter search (`kshot tune`) stopped early because its periodic
+# validation was hopeless; it keeps its steps and evaluations, and like a completed attempt it is final.
+ATTEMPT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "pruned")
 ATTEMPT_KINDS = ("train", "test")
-FINISHED_STATUSES = ("completed", "failed", "cancelled")
-# The statuses each status may change to. A completed attempt is final; a failed or cancelled one
-# goes back to queued (or straight to running) only to resume from its checkpoint.
+FINISHED_STATUSES = ("completed", "failed", "cancelled", "pruned")
+# The statuses each status may change to. A completed (or pruned) attempt is final; a failed or
+# cancelled one goes back to queued (or straight to running) only to resume from its checkpoint.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "queued": ("running", "completed", "failed", "cancelled"),
-    "running": ("completed", "failed", "cancelled"),
+    "running": ("completed", "failed", "cancelled", "pruned"),
     "failed": ("queued", "running"),
     "cancelled": ("queued", "running"),
     "completed": (),
+    "pruned": (),
 }
 
 
@@ -45,6 +48,8 @@ class AttemptRecord:
     artefacts: dict[str, Any] = field(default_factory=dict)
     cancel_requested: bool = False
     worker: str | None = None
+    study: str | None = None  # the `kshot tune` study it is a trial of, and its Optuna trial number
+    trial: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     started_at: datetime | None = None

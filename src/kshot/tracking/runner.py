@@ -119,10 +119,10 @@ def train_attempt(
         if store.start_attempt(attempt_id, total_steps=params.meta_steps, resume=resume, lease=lease.lease) is None:
             logger.info("Attempt %s was cancelled before it started.", attempt_id)
             return None
-    return _train_claimed(store, attempt_id, config, params, resume, lease, accelerator, callbacks)
+    return train_claimed(store, attempt_id, config, params, resume, lease, accelerator, callbacks)
 
 
-def _train_claimed(store, attempt_id, config, params, resume, lease: Lease, accelerator=None, callbacks=None):
+def train_claimed(store, attempt_id, config, params, resume, lease: Lease, accelerator=None, callbacks=None):
     """Train an attempt this process has claimed, holding its lease until the run ends."""
     from ..training import MetaTrainer
 
@@ -193,7 +193,7 @@ def run_training_attempt(
             return False
         with recording_failure(store, attempt_id):
             config, params = configs_from_command(attempt.command)
-        _train_claimed(store, attempt_id, config, params, resume, lease)
+        train_claimed(store, attempt_id, config, params, resume, lease)
     except Exception as err:
         logger.warning("Attempt %s failed: %s", attempt.name, err)
     return True

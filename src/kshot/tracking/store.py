@@ -54,8 +54,10 @@ UPDATABLE = (
     "cancel_requested",
     "started_at",
     "finished_at",
+    "study",
+    "trial",
 )
-SORTABLE = ("id", "name", "kind", "status", "n_steps", "created_at", "updated_at", "started_at", "finished_at")
+SORTABLE = ("id", "name", "kind", "status", "n_steps", "trial", "created_at", "updated_at", "started_at", "finished_at")
 
 
 def this_worker() -> str:
@@ -193,6 +195,42 @@ class AttemptStore:
             self._get(session, attempt_id)
         return self.get_attempt(attempt_id) if started else None
 
+    def claim_trial(
+        self, name: str, command: dict, study: str, *, total_steps: int | None = None, lease: float | None = None
+    ) -> AttemptRecord | None:
+        """A new train attempt named ``name``, running in this process under a fresh lease, in one insert.
+
+        How the processes working one study (``kshot tune``) share its trials: each trial has a name
+        of its own, and of two processes claiming it the unique name lets one only have it (None for
+        the other). Born running and leased, it is never left queued with no one to run it: a process
+        that dies holding it stops renewing the lease, and any reconciliation ends it.
+        """
+        _check_name(name)
+        _check_name(study)
+        if lease is None:
+            lease = lease_timing()[1]
+        try:
+            with self._sessions.begin() as session:
+                now = self._now(session)
+                row = Attempt(
+                    name=name,
+                    kind="train",
+                    status="running",
+                    command=_json_field("command", command),
+                    metrics={},
+                    artefacts={},
+                    total_steps=total_steps,
+                    study=study,
+                    worker=this_worker(),
+                    started_at=utcnow(),
+                    heartbeat_at=now,
+                    lease_expires_at=now + timedelta(seconds=lease),
+                )
+                session.add(row)
+        except IntegrityError:
+            return None
+        return _record(row)
+
     def heartbeat(self, attempt_id: int, owner: str, lease: float) -> bool:
         """Renew the lease of ``owner`` (host:pid) for ``lease`` seconds; False when it no longer holds it.
 
@@ -231,6 +269,7 @@ class AttemptStore:
         status: str | Iterable[str] | None = None,
         kind: str | None = None,
         name_contains: str | None = None,
+        study: str | None = None,
         sort: str = "-created_at",
         offset: int = 0,
         limit: int | None = 50,
@@ -247,6 +286,8 @@ class AttemptStore:
             query = query.where(Attempt.kind == kind)
         if name_contains:
             query = query.where(func.lower(Attempt.name).contains(name_contains.lower(), autoescape=True))
+        if study is not None:
+            query = query.where(Attempt.study == study)
         key = sort.lstrip("+-")
         _check_choice("sort field", key, SORTABLE)
         column = getattr(Attempt, key)
@@ -596,6 +637,8 @@ def _record(row: Attempt) -> AttemptRecord:
         artefacts=dict(row.artefacts or {}),
         cancel_requested=bool(row.cancel_requested),
         worker=row.worker,
+        study=row.study,
+        trial=row.trial,
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
         started_at=as_utc(row.started_at),
@@ -668,7 +711,9 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
             values[key] = _json_field(key, values[key])
     if "metrics" in values:
         values["metrics"] = _json_field("metrics", _clean_nested(values["metrics"]))
-    for key in ("n_steps", "total_steps"):
+    if values.get("study") is not None:
+        _check_name(values["study"])
+    for key in ("n_steps", "total_steps", "trial"):
         if (
             key in values
             and values[key] is not None

@@ -12,9 +12,13 @@ logger = logging.getLogger("kshot.training")
 
 @dataclass
 class TrainerControl:
-    """Set ``should_stop`` from a callback to end training after the current step (with a checkpoint)."""
+    """Set ``should_stop`` from a callback to end training after the current step (with a checkpoint).
+
+    ``stop_reason``: why, for the callbacks that record the run ("pruned": a search gave up on it).
+    """
 
     should_stop: bool = False
+    stop_reason: str | None = None
 
 
 class TrainerCallback:

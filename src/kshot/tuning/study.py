@@ -1,0 +1,176 @@
+"""A named study: what it searches (stored in the study itself, so that any process can join it), its
+pruner, and the reconciliation that ends the trials whose process died."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..config import KshotConfig, Params
+from ..errors import ConfigError, unknown_choice
+from ..tracking.heartbeat import lease_timing
+from ..tracking.records import FINISHED_STATUSES
+from ..tracking.store import NAME_PATTERN, AttemptStore
+from .space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+PRUNERS = ("median", "halving", "none")
+SPEC_ATTR = "kshot"  # the study's user attribute holding its TuneSpec
+MAX_TRIALS = 10_000
+MAX_STUDY_NAME = 100  # trial attempts are named <study>-trial-<NNNN>, within the store's 128
+
+
+@dataclass
+class StudySpec:
+    """What one study searches: fixed config and params, the space, the pruner. Stored in the study."""
+
+    config: KshotConfig
+    params: Params
+    space: SearchSpace
+    pruner: str = "median"
+
+    def __post_init__(self) -> None:
+        if self.pruner not in PRUNERS:
+            raise ConfigError(unknown_choice("pruner", self.pruner, PRUNERS))
+        if self.params.eval_every <= 0:
+            raise ConfigError(
+                "kshot tune scores and prunes trials on the periodic validation: set params.eval_every above 0 "
+                f"(it is {self.params.eval_every}), e.g. --set params.eval_every=50."
+            )
+        # Trials are scored on validation tasks only: the test tasks never take part in a search.
+        self.params = Params.from_dict({**self.params.to_dict(), "test_after_train": False})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "params": self.params.to_dict(),
+            "space": self.space.to_dict(),
+            "pruner": self.pruner,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySpec:
+        params = Params.from_dict(data["params"])
+        return cls(
+            KshotConfig.from_dict(data["config"]),
+            params,
+            SearchSpace.from_dict(data["space"], params),
+            data.get("pruner", "median"),
+        )
+
+
+def check_study_name(name: Any) -> str:
+    if not isinstance(name, str) or len(name) > MAX_STUDY_NAME or not NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"Invalid study name {name!r}: use 1-{MAX_STUDY_NAME} letters, digits, '.', '_' or '-', starting with "
+            "a letter or digit and not all digits, e.g. 'anil-arsc'."
+        )
+    return name
+
+
+def trial_attempt_name(study: str, slot: int) -> str:
+    return f"{study}-trial-{slot:04d}"
+
+
+def make_pruner(name: str):
+    import optuna
+
+    if name == "median":
+        # Not before two trials have finished, nor before a trial's second validation: one early point
+        # says little about where a run ends up.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def stored_spec(storage, name: str) -> StudySpec | None:
+    """The spec a kshot study was started with; None when there is no study of that name."""
+    import optuna
+
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if summary.study_name == name and SPEC_ATTR in summary.user_attrs:
+            return StudySpec.from_dict(summary.user_attrs[SPEC_ATTR])
+    return None
+
+
+def open_study(storage, name: str, spec: StudySpec | None):
+    """Create the study, or load it; a given spec must match the stored one. Returns (study, spec)."""
+    import optuna
+
+    check_study_name(name)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing:
+        stored = existing[name].user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            raise ConfigError(f"Study '{name}' was not made by kshot tune (it has no kshot spec); choose another.")
+        stored_spec = StudySpec.from_dict(stored)
+        if spec is not None and _canonical(spec.to_dict()) != _canonical(stored_spec.to_dict()):
+            changed = [
+                k
+                for k in ("config", "params", "space", "pruner")
+                if _canonical(spec.to_dict()[k]) != _canonical(stored_spec.to_dict()[k])
+            ]
+            raise ConfigError(
+                f"Study '{name}' was made with another {', '.join(changed)}. Continue it with the same files (or "
+                "with none: `kshot tune --study NAME` uses the stored ones), or start another --study."
+            )
+        spec = stored_spec
+    elif spec is None:
+        raise ConfigError(f"No study named '{name}' yet: give -c, -p and -s to start it.")
+    sampler = optuna.samplers.TPESampler(seed=spec.params.seed)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        sampler=sampler,
+        pruner=make_pruner(spec.pruner),
+        load_if_exists=True,
+    )
+    if SPEC_ATTR not in study.user_attrs:
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    return study, spec
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def fail_lost_trials(store: AttemptStore, study) -> int:
+    """End the study's trials whose process is gone (killed, machine lost): failed, never lost or run twice.
+
+    The store first ends the attempts whose lease ran out or whose process on this host is dead;
+    a trial Optuna still counts as running whose attempt has ended that way is then failed too. A
+    trial whose process died before it named its attempt is failed once it is older than a lease.
+    Returns how many trials were failed.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    store.fail_interrupted()
+    store.reap_expired()
+    attempts = {a.name: a for a in store.list_attempts(study=study.study_name, limit=None)[0]}
+    lease = timedelta(seconds=lease_timing()[1])
+    now = datetime.now(timezone.utc)
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attempt = attempts.get(trial.user_attrs.get("attempt", ""))
+        if attempt is not None:
+            lost = attempt.status in FINISHED_STATUSES
+        else:
+            started = trial.datetime_start
+            started = started.replace(tzinfo=timezone.utc) if started and started.tzinfo is None else started
+            lost = started is not None and now - started > lease
+        if lost:
+            try:
+                study.tell(trial.number, state=TrialState.FAIL)
+                failed += 1
+            except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                pass  # another process ended it meanwhile
+    if failed:
+        logger.info("Study %s: %d trial(s) whose process stopped were failed.", study.study_name, failed)
+    return failed

@@ -1,0 +1,196 @@
+"""`kshot tune` on tiny real runs: every trial an attempt, objective = best validation, test never scored,
+pruned trials recorded as pruned, studies resumable and shared by processes, warm start from the store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kshot.errors import ConfigError
+from kshot.tracking import AttemptStore, train_attempt, train_command
+from kshot.tuning import SearchSpace, StudySpec, optuna_storage, run_search, run_trial, warm_start
+from kshot.tuning.study import SPEC_ATTR
+from kshot.tuning.warm_start import best_validation
+
+SPACE = {
+    "inner_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+    "inner_steps": {"type": "int", "low": 1, "high": 3},
+}
+
+
+def _spec(tiny_run, **params):
+    config, base = tiny_run
+    base = type(base).from_dict({**base.to_dict(), **params})
+    return StudySpec(config, base, SearchSpace.from_dict(SPACE, base), "none")
+
+
+def test_every_trial_is_an_attempt_scored_on_validation_only(tmp_path, tiny_run):
+    store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
+    spec = _spec(tiny_run)
+    result = run_search(store, optuna_storage(store.url), "s1", spec, 3)
+
+    assert [o.state for o in result.outcomes] == ["complete"] * 3
+    attempts, total = store.list_attempts(study="s1", sort="trial", limit=None)
+    assert total == 3 and [a.trial for a in attempts] == [0, 1, 2]
+    for attempt, outcome in zip(attempts, result.outcomes):
+        assert attempt.status == "completed" and attempt.name == outcome.attempt
+        sampled = attempt.command["tune"]["sampled"]
+        assert attempt.command["params"]["inner_lr"] == sampled["inner_lr"]  # it carries its sampled params
+        assert attempt.command["params"]["test_after_train"] is False
+        assert store.evaluations(attempt.id, "test") == []  # the test tasks are never scored in a search
+        assert outcome.value == pytest.approx(best_validation(store, attempt.id, "macro_f1"))
+        assert Path(attempt.command["config"]["output_dir"], "kshot.json").exists()  # its best model stays
+        assert not Path(attempt.command["config"]["output_dir"], "checkpoint").exists()  # not its checkpoint
+    best = result.summary["best"]
+    assert best["value"] == max(o.value for o in result.outcomes)
+    assert result.summary["counts"] == {"complete": 3}
+
+    # Continued by name alone (the stored spec), up to 4 trials in all: one more, numbered 3.
+    more = run_search(store, optuna_storage(store.url), "s1", None, 4)
+    assert [o.number for o in more.outcomes] == [3]
+    store.close()
+
+
+def test_a_study_continued_with_other_params_is_refused(tmp_path, tiny_run):
+    store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
+    run_search(store, optuna_storage(store.url), "s", _spec(tiny_run), 1)
+    with pytest.raises(ConfigError, match="Study 's' was made with another params"):
+        run_search(store, optuna_storage(store.url), "s", _spec(tiny_run, meta_steps=4), 2)
+    with pytest.raises(ConfigError, match="No study named 'nope' yet"):
+        run_search(store, optuna_storage(store.url), "nope", None, 1)
+    store.close()
+
+
+def test_a_pruned_trial_is_an_attempt_with_status_pruned_keeping_its_steps(tmp_path, tiny_run):
+    import optuna
+
+    store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
+    spec = _spec(tiny_run)
+    # A pruner that prunes at the first report: the trial stops at its first validation (step 3 of 6).
+    study = optuna.create_study(
+        storage=optuna_storage(store.url),
+        study_name="p",
+        direction="maximize",
+        pruner=optuna.pruners.ThresholdPruner(lower=2.0),
+    )
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    outcome = run_trial(store, study, spec, 0)
+    assert outcome.state == "pruned"
+    attempt = store.get_attempt(outcome.attempt)
+    assert attempt.status == "pruned" and attempt.n_steps == 3 and len(store.steps(attempt.id)) == 3
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert study.trials[0].intermediate_values == {3: pytest.approx(outcome.value)}
+    store.close()
+
+
+def test_warm_start_adds_past_attempts_on_the_same_problem_once(tmp_path, tiny_run):
+    store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
+    spec = _spec(tiny_run)
+    first = run_search(store, optuna_storage(store.url), "first", spec, 2)
+    config, params = tiny_run
+    # A hand-run attempt outside the space (inner_steps 5 > 3), and one on other data: neither is added.
+    outside = type(params).from_dict({**spec.params.to_dict(), "inner_steps": 5})
+    a = store.create_attempt("by-hand", "train", train_command(config, outside))
+    train_attempt(store, a.id, config, outside)
+    other = type(config).from_dict(
+        {**config.to_dict(), "data": {**config.to_dict()["data"], "test_domains": ["domain7"]}}
+    )
+    b = store.create_attempt("other-data", "train", train_command(other, spec.params))
+    train_attempt(store, b.id, other, spec.params)
+
+    storage = optuna_storage(store.url)
+    second = run_search(store, storage, "second", spec, 1, warm=True)
+    assert second.warm.added == 2 and second.warm.outside_space == 1
+    import optuna
+
+    study = optuna.load_study(study_name="second", storage=storage)
+    warm = [t for t in study.trials if t.user_attrs.get("warm_start")]
+    assert sorted(t.value for t in warm) == pytest.approx(sorted(o.value for o in first.outcomes))
+    assert {t.user_attrs["attempt"] for t in warm} == {o.attempt for o in first.outcomes}
+    # Continuing with --warm-start again adds nothing twice.
+    assert warm_start(store, study, spec).added == 0
+    store.close()
+
+
+# -- processes: two on one study, and kill then resume -------------------------------------------------------
+def _write_files(tmp_path, tiny_run, **params_overrides):
+    config, params = tiny_run
+    c, p, s = tmp_path / "config.yaml", tmp_path / "params.yaml", tmp_path / "space.yaml"
+    c.write_text(yaml.safe_dump(config.to_dict()))
+    p.write_text(yaml.safe_dump({**params.to_dict(), **params_overrides}))
+    s.write_text(yaml.safe_dump(SPACE))
+    return ["-c", str(c), "-p", str(p), "-s", str(s)]
+
+
+def _tune(args, db, env=None, **kw):
+    env = {**os.environ, "KSHOT_HEARTBEAT_SECONDS": "0.5", **(env or {})}
+    cmd = [sys.executable, "-m", "kshot", "tune", "--db", db, "--pruner", "none", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_processes_on_one_study_run_exactly_n_trials(tmp_path, tiny_run, backend, request):
+    import optuna
+
+    db = f"sqlite:///{tmp_path / 'a.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg")
+    AttemptStore(db).close()  # migrate once, before both start
+    files = _write_files(tmp_path, tiny_run, meta_steps=3, checkpoint_every=0)
+    procs = [_tune(["--study", "shared", "--n-trials", "5", *files], db) for _ in range(2)]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    study = optuna.load_study(study_name="shared", storage=optuna_storage(db))
+    numbers = [t.number for t in study.trials]
+    assert len(study.trials) == 5 and sorted(numbers) == list(range(5))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    store = AttemptStore(db)
+    attempts, total = store.list_attempts(study="shared", limit=None)
+    assert total == 5 and sorted(a.trial for a in attempts) == numbers
+    assert {a.name for a in attempts} == {t.user_attrs["attempt"] for t in study.trials}
+    assert len({a.worker for a in attempts}) == 2  # both processes ran trials
+    store.close()
+
+
+@pytest.fixture()
+def fresh_pg():
+    from tests.tracking.databases import fresh_postgres_url
+
+    with fresh_postgres_url() as url:
+        yield url
+
+
+def test_killed_mid_trial_the_study_continues_and_the_trial_is_failed_once(tmp_path, tiny_run):
+    import optuna
+
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    files = _write_files(tmp_path, tiny_run, meta_steps=30, eval_every=15, checkpoint_every=0)  # killed mid-trial
+    proc = _tune(["--study", "k", "--n-trials", "2", *files], db, start_new_session=True)
+    store = AttemptStore(db)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        running = [a for a in store.list_attempts(study="k", limit=None)[0] if a.status == "running" and a.n_steps]
+        if running:
+            break
+        time.sleep(0.2)
+    assert running, "no trial started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    time.sleep(2)  # past the killed process's lease (0.5 s heartbeats x 3)
+    again = _tune(["--study", "k", "--n-trials", "2"], db)  # continued by name: the stored spec
+    output = again.communicate(timeout=240)[0]
+    assert again.returncode == 0, output
+    store = AttemptStore(db)
+    killed = store.get_attempt(running[0].name)
+    assert killed.status == "failed" and "interrupted" in killed.error
+    study = optuna.load_study(study_name="k", storage=optuna_storage(db))
+    states = {t.number: t.state for t in study.trials}
+    assert states[killed.trial] == optuna.trial.TrialState.FAIL
+    assert len(study.trials) == 2  # the killed trial, then the study's second: none lost, none twice
+    store.close()

@@ -46,6 +46,7 @@ def test_every_trial_is_an_attempt_scored_on_validation_only(tmp_path, tiny_run)
         assert attempt.command["params"]["test_after_train"] is False
         assert store.evaluations(attempt.id, "test") == []  # the test tasks are never scored in a search
         assert outcome.value == pytest.approx(best_validation(store, attempt.id, "macro_f1"))
+        assert Path(attempt.command["config"]["output_dir"]).name == attempt.name
         assert Path(attempt.command["config"]["output_dir"], "kshot.json").exists()  # its best model stays
         assert not Path(attempt.command["config"]["output_dir"], "checkpoint").exists()  # not its checkpoint
     best = result.summary["best"]

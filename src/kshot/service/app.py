@@ -60,7 +60,7 @@ def create_app(settings: ServiceSettings | None = None, store=None) -> FastAPI:
     that expired, on any host) end failed, and attempts queued with no job are queued again.
     """
     from .queue import JobQueue, Reconciler, error_text
-    from .routes import attempts, dashboard, jobs, metrics
+    from .routes import attempts, dashboard, jobs, metrics, studies
     from .routes.dashboard import STATIC
 
     settings = settings or ServiceSettings()
@@ -91,7 +91,7 @@ def create_app(settings: ServiceSettings | None = None, store=None) -> FastAPI:
     app.state.settings = settings
     # The token, then the body's size and text, before any route parses anything.
     app.add_middleware(RequestGuard, settings=settings)
-    for router in (attempts, jobs, metrics, dashboard):
+    for router in (attempts, jobs, metrics, studies, dashboard):
         app.include_router(router)
     _document_guard(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

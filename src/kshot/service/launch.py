@@ -174,7 +174,7 @@ def _trained_model(key: str | int, store, settings: ServiceSettings) -> str:
     return resolve_path(best, [out], BODY + ("attempt",), what=f"folder of attempt {attempt.name!r}")
 
 
-def submit(store, queue: JobQueue, kind: str, name: str, command: dict[str, Any]):
+def submit(store, queue: JobQueue, kind: str, name: str, command: dict[str, Any], *, study: str | None = None):
     """Store the attempt (queued) and enqueue its job; returns the attempt record.
 
     Two steps, in two systems: a process killed between them leaves the attempt queued with no
@@ -182,7 +182,7 @@ def submit(store, queue: JobQueue, kind: str, name: str, command: dict[str, Any]
     ``queued_grace_seconds`` with no message naming it, and the worker's claim (queued → running,
     one conditional update) makes the extra message harmless if the first was not lost after all.
     """
-    attempt = store.create_attempt(name, kind, command, job=True)
+    attempt = store.create_attempt(name, kind, command, job=True, study=study)
     _enqueue(store, queue, attempt, resume=False)
     return attempt
 
@@ -192,6 +192,11 @@ def resume(store, queue: JobQueue, attempt):
     if attempt.kind != "train":
         raise AttemptNotReady(
             f"Attempt {attempt.name!r} is a {attempt.kind} attempt; only training resumes from a checkpoint."
+        )
+    if attempt.study is not None:
+        raise AttemptNotReady(
+            f"Attempt {attempt.name!r} is a trial of study {attempt.study!r}; a trial is not resumed (its study "
+            "has failed it). Queue more trials with POST /tune to continue the study."
         )
     if attempt.status == "running":
         # Its worker may be gone with the lease expired, and no reconciliation has run since: end it now.

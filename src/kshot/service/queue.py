@@ -99,7 +99,26 @@ class JobQueue:
                     "%d attempt(s) of stopped processes of this host marked failed (interrupted).", done.interrupted
                 )
         done.requeued = self._requeue_lost(store)
+        self._fail_lost_trials(store, done)
         return done
+
+    def _fail_lost_trials(self, store, done: Reconciled) -> None:
+        """A trial whose attempt was just ended (its worker gone) is failed in its study too."""
+        studies = {a.study for a in done.ended if a.study}
+        if done.interrupted:
+            studies |= {a.study for a in store.list_attempts(status="failed", limit=200)[0] if a.study}
+        if not studies:
+            return
+        import optuna
+
+        from ..tuning import fail_lost_trials, optuna_storage
+
+        storage = optuna_storage(store.url)
+        for name in studies:
+            try:
+                fail_lost_trials(store, optuna.load_study(study_name=name, storage=storage))
+            except KeyError:  # the study was deleted
+                continue
 
     def _requeue_lost(self, store) -> list:
         grace = timedelta(seconds=self.settings.queued_grace_seconds)
@@ -167,12 +186,15 @@ class JobQueue:
     def _run_train(self, attempt_id: int, resume: bool = False) -> None:
         from ..tracking import run_training_attempt
 
-        self._run(
-            attempt_id,
-            lambda store: run_training_attempt(
-                store, attempt_id, resume=resume, expect=("queued",), lease=self.lease()
-            ),
-        )
+        def job(store):
+            attempt = store.get_attempt(attempt_id)
+            if attempt is not None and attempt.study is not None:  # a trial of a study (POST /tune)
+                from ..tuning.trial import run_queued_trial
+
+                return run_queued_trial(store, attempt_id, lease=self.lease())
+            return run_training_attempt(store, attempt_id, resume=resume, expect=("queued",), lease=self.lease())
+
+        self._run(attempt_id, job)
 
     def _run_test(self, attempt_id: int) -> None:
         from ..tracking import run_test_attempt

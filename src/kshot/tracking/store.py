@@ -88,11 +88,21 @@ class AttemptStore:
 
     # -- attempts ------------------------------------------------------------------------------
     def create_attempt(
-        self, name: str, kind: str, command: dict, status: str = "queued", *, job: bool = False
+        self,
+        name: str,
+        kind: str,
+        command: dict,
+        status: str = "queued",
+        *,
+        job: bool = False,
+        study: str | None = None,
     ) -> AttemptRecord:
         """A new attempt. ``job=True``: the service queues a job for it next (``job_queued_at`` is set in
-        the same commit), so a reconciliation can tell if that job never arrived; otherwise it is only recorded."""
+        the same commit), so a reconciliation can tell if that job never arrived; otherwise it is only recorded.
+        ``study``: it is a trial of that `kshot tune` study (its trial number is set when it is sampled)."""
         _check_name(name)
+        if study is not None:
+            _check_name(study)
         _check_choice("kind", kind, ATTEMPT_KINDS)
         _check_choice("status", status, ATTEMPT_STATUSES)
         row = Attempt(
@@ -103,6 +113,7 @@ class AttemptStore:
             metrics={},
             artefacts={},
             job_queued_at=utcnow() if job else None,
+            study=study,
         )
         try:
             with self._sessions.begin() as session:

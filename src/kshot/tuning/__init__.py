@@ -3,7 +3,7 @@
 from .search import SearchResult, run_search, summarize
 from .space import Dimension, SearchSpace
 from .storage import optuna_storage
-from .study import PRUNERS, StudySpec, fail_lost_trials, open_study
+from .study import PRUNERS, StudySpec, check_study_name, fail_lost_trials, open_study, stored_spec
 from .trial import PruningCallback, TrialOutcome, run_trial
 from .warm_start import WarmStart, warm_start
 
@@ -16,11 +16,13 @@ __all__ = [
     "StudySpec",
     "TrialOutcome",
     "WarmStart",
+    "check_study_name",
     "fail_lost_trials",
     "open_study",
     "optuna_storage",
     "run_search",
     "run_trial",
+    "stored_spec",
     "summarize",
     "warm_start",
 ]

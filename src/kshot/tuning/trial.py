@@ -15,6 +15,7 @@ from ..tracking.runner import Lease, train_claimed
 from ..tracking.store import AttemptStore
 from ..training.callbacks import TrainerCallback
 from ..training.checkpoint import CHECKPOINT_DIR
+from .space import SearchSpace
 from .study import StudySpec, trial_attempt_name
 
 logger = logging.getLogger(__name__)
@@ -53,17 +54,14 @@ class TrialOutcome:
     error: str | None = None
 
 
-def trial_command(spec: StudySpec, study_name: str, number: int | None, sampled: dict[str, Any]):
-    """(config, params, command) of one trial: the fixed ones, the sampled params, its own output folder."""
-    params = Params.from_dict({**spec.params.to_dict(), **sampled})
-    folder = Path(spec.config.output_dir) / study_name / ("pending" if number is None else f"trial-{number:04d}")
-    config = KshotConfig.from_dict({**spec.config.to_dict(), "output_dir": str(folder)})
-    command = {
-        "config": config.to_dict(),
-        "params": params.to_dict(),
-        "tune": {"study": study_name, "trial": number, "sampled": sampled},
-    }
-    return config, params, command
+def trial_base_command(spec: StudySpec, study_name: str, attempt_name: str) -> dict[str, Any]:
+    """The command a trial's attempt starts with: the fixed config and params, its own output folder.
+
+    The folder is named after the attempt (not Optuna's trial number, known only later), so the
+    service can create and own it when it queues the trial.
+    """
+    config = {**spec.config.to_dict(), "output_dir": str(Path(spec.config.output_dir) / attempt_name)}
+    return {"config": config, "params": spec.params.to_dict(), "tune": {"study": study_name}}
 
 
 def run_trial(
@@ -74,56 +72,79 @@ def run_trial(
     The claim (one insert of a running, leased attempt) comes before Optuna's ``ask``: a trial slot
     is run by one process only, so processes sharing a study together run exactly its n_trials.
     """
-    import optuna
-    from optuna.trial import TrialState
-
     lease = lease or Lease()
     name = trial_attempt_name(study.study_name, slot)
-    _, _, base_command = trial_command(spec, study.study_name, None, {})
-    attempt = store.claim_trial(
-        name, base_command, study.study_name, total_steps=spec.params.meta_steps, lease=lease.lease
-    )
+    command = trial_base_command(spec, study.study_name, name)
+    attempt = store.claim_trial(name, command, study.study_name, total_steps=spec.params.meta_steps, lease=lease.lease)
     if attempt is None:
         return None
-    trial = None
+    return run_claimed_trial(store, study, spec.space, attempt, lease)
+
+
+def run_claimed_trial(store: AttemptStore, study, space: SearchSpace, attempt, lease: Lease) -> TrialOutcome:
+    """Sample, meta-train and tell one trial whose attempt this process holds (running, leased).
+
+    The attempt's own command is the base (config, fixed params): the service resolved it under its
+    roots before the worker got here. Only the sampled params are added to it.
+    """
+    from optuna.trial import TrialState
+
+    name, trial = attempt.name, None
     try:
-        trial = study.ask(spec.space.distributions())
+        trial = study.ask(space.distributions())
         trial.set_user_attr("attempt", name)
-        config, params, command = trial_command(spec, study.study_name, trial.number, dict(trial.params))
+        sampled = dict(trial.params)
+        params = Params.from_dict({**attempt.command["params"], **sampled})
+        config = KshotConfig.from_dict(attempt.command["config"])
+        command = {
+            **attempt.command,
+            "params": params.to_dict(),
+            "tune": {"study": study.study_name, "trial": trial.number, "sampled": sampled},
+        }
         store.update_attempt(attempt.id, trial=trial.number, command=command)
-        logger.info("Trial %d (%s): %s", trial.number, name, _short(trial.params))
+        logger.info("Trial %d (%s): %s", trial.number, name, _short(sampled))
         pruning = PruningCallback(trial, params.select_metric)
         result = train_claimed(store, attempt.id, config, params, False, lease, callbacks=[pruning])
     except (KeyboardInterrupt, SystemExit, LeaseLost):
         if trial is not None:
-            study.tell(trial, state=TrialState.FAIL)
-        else:
-            store.finish_attempt(attempt.id, "failed", error="interrupted before its trial was sampled")
+            _tell(study, trial, TrialState.FAIL)
+        if _running(store, attempt.id):  # interrupted before the runner held it
+            store.finish_attempt(attempt.id, "failed", error="interrupted")
         raise
     except Exception as err:
-        if trial is None:
-            store.finish_attempt(attempt.id, "failed", error=f"{type(err).__name__}: {err}"[:8000])
-            raise
-        study.tell(trial, state=TrialState.FAIL)
-        record = store.get_attempt(attempt.id)
-        if record.status == "running":  # failed before the runner held it: say why on the attempt
-            store.finish_attempt(attempt.id, "failed", error=f"{type(err).__name__}: {err}"[:8000])
-        return TrialOutcome(trial.number, name, "failed", error=f"{type(err).__name__}: {err}")
+        error = f"{type(err).__name__}: {err}"[:8000]
+        if trial is not None:
+            _tell(study, trial, TrialState.FAIL)
+        if _running(store, attempt.id):  # failed before the runner held it: say why on the attempt
+            store.finish_attempt(attempt.id, "failed", error=error)
+        return TrialOutcome(-1 if trial is None else trial.number, name, "failed", error=error)
     _drop_checkpoint(config.output_dir)
-    if result is None or store.get_attempt(attempt.id).status == "cancelled":
-        study.tell(trial, state=TrialState.FAIL)
+    status = store.get_attempt(attempt.id).status
+    if result is None or status == "cancelled":
+        _tell(study, trial, TrialState.FAIL)
         return TrialOutcome(trial.number, name, "failed", error="cancelled")
-    if store.get_attempt(attempt.id).status == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
+    if status == "pruned":
+        _tell(study, trial, TrialState.PRUNED)
         return TrialOutcome(trial.number, name, "pruned", value=_last_report(trial))
     if result.best_metric is None:
-        study.tell(trial, state=TrialState.FAIL)
+        _tell(study, trial, TrialState.FAIL)
         return TrialOutcome(trial.number, name, "failed", error="no validation score")
-    try:
-        study.tell(trial, float(result.best_metric))
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # failed by a reconciliation that thought this process gone; its attempt says what happened
+    _tell(study, trial, None, float(result.best_metric))
     return TrialOutcome(trial.number, name, "complete", value=float(result.best_metric))
+
+
+def _tell(study, trial, state, value: float | None = None) -> None:
+    import optuna
+
+    try:
+        study.tell(trial, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # failed by a reconciliation that took this process for gone; its attempt says what happened
+
+
+def _running(store: AttemptStore, attempt_id: int) -> bool:
+    record = store.get_attempt(attempt_id)
+    return record is not None and record.status == "running"
 
 
 def _drop_checkpoint(output_dir: str) -> None:
@@ -138,3 +159,24 @@ def _last_report(trial) -> float | None:
 
 def _short(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def run_queued_trial(store: AttemptStore, attempt_id: int, *, lease: Lease, expect=("queued",)) -> bool:
+    """A worker's job for a trial the service queued: claim its attempt, then sample and train it.
+
+    Returns whether this process claimed the attempt (a job delivered twice runs once).
+    """
+    from .storage import optuna_storage
+    from .study import open_study
+
+    if store.start_attempt(attempt_id, expect=expect, lease=lease.lease) is None:
+        return False
+    attempt = store.get_attempt(attempt_id)
+    try:
+        study, spec = open_study(optuna_storage(store.url), attempt.study, None)
+    except Exception as err:  # the study was deleted, or its stored spec is no longer valid
+        store.finish_attempt(attempt_id, "failed", error=f"{type(err).__name__}: {err}"[:8000])
+        return True
+    outcome = run_claimed_trial(store, study, spec.space, attempt, lease)
+    logger.info("Trial %s: %s%s", attempt.name, outcome.state, "" if outcome.value is None else f" {outcome.value:.4f}")
+    return True

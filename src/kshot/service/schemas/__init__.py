@@ -3,6 +3,7 @@
 from .attempts import AttemptCommand, AttemptCreate, AttemptPage, AttemptPublic, AttemptUpdate
 from .jobs import TestRequest, TrainRequest
 from .metrics import EvaluationPublic, StepPublic
+from .studies import StudyList, StudyPublic, StudySummary, TrialPublic, TuneQueued, TuneRequest
 
 __all__ = [
     "AttemptCommand",
@@ -12,6 +13,12 @@ __all__ = [
     "AttemptUpdate",
     "EvaluationPublic",
     "StepPublic",
+    "StudyList",
+    "StudyPublic",
+    "StudySummary",
     "TestRequest",
     "TrainRequest",
+    "TrialPublic",
+    "TuneQueued",
+    "TuneRequest",
 ]

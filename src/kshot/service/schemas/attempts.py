@@ -16,7 +16,7 @@ MAX_ARTEFACTS = 32
 MetricKey = Annotated[str, Field(min_length=1, max_length=64)]
 ArtefactPath = Annotated[str, Field(min_length=1, max_length=4096)]
 
-Status = Literal["queued", "running", "completed", "failed", "cancelled"]
+Status = Literal["queued", "running", "completed", "failed", "cancelled", "pruned"]
 Kind = Literal["train", "test"]
 SortKey = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "name", "-name", "status", "-status", "id", "-id"
@@ -101,6 +101,8 @@ class AttemptPublic(BaseModel):
     artefacts: dict[str, Any]
     cancel_requested: bool = False
     worker: str | None = Field(None, description="host:pid of the process running it.")
+    study: str | None = Field(None, description="The study it is a trial of (kshot tune, POST /tune).")
+    trial: int | None = Field(None, description="Its trial number in that study, once sampled.")
     created_at: datetime | None = None
     updated_at: datetime | None = None
     started_at: datetime | None = None

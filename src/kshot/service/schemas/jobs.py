@@ -20,23 +20,23 @@ CONFIG_DOC = (
 )
 
 
-def _reject_non_finite(value: Any, where: str) -> None:
+def reject_non_finite(value: Any, where: str) -> None:
     # JSON readers accept NaN and Infinity; no setting means either, and a NaN learning rate would
     # pass every range check.
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"'{where}' is {value}; give a finite number")
     if isinstance(value, dict):
         for key, item in value.items():
-            _reject_non_finite(item, f"{where}.{key}")
+            reject_non_finite(item, f"{where}.{key}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _reject_non_finite(item, f"{where}[{i}]")
+            reject_non_finite(item, f"{where}[{i}]")
 
 
 def check_config(raw: dict[str, Any]) -> dict[str, Any]:
     from ...config import KshotConfig
 
-    _reject_non_finite(raw, "config")
+    reject_non_finite(raw, "config")
     try:
         KshotConfig.from_dict(raw)
     except ConfigError as err:
@@ -47,7 +47,7 @@ def check_config(raw: dict[str, Any]) -> dict[str, Any]:
 def check_params(raw: dict[str, Any]) -> dict[str, Any]:
     from ...config import Params
 
-    _reject_non_finite(raw, "params")
+    reject_non_finite(raw, "params")
     try:
         Params.from_dict(raw)
     except ConfigError as err:

@@ -64,6 +64,17 @@ def test_arsc_explicit_domain_lists(mini_arsc):
     assert {t.support.domain for t in tasks.test} == {"beta"}
 
 
+def test_arsc_held_out_validation_is_scored_like_a_held_out_test_domain(mini_arsc):
+    """validation_protocol held_out: model selection (and kshot tune) on the test protocol, targets untouched."""
+    as_test = load_tasks(arsc_config(mini_arsc, test_domains=["beta"]))
+    held = load_tasks(arsc_config(mini_arsc, validation_domains=["beta"], validation_protocol="held_out"))
+    assert held.validation == [] and {t.domain for t in held.train} == {"alpha", "gamma"}
+    assert [t.name for t in held.validation_fixed] == [t.name for t in as_test.test]
+    for mine, theirs in zip(held.validation_fixed, as_test.test):
+        assert mine.support.texts == theirs.support.texts and mine.query.texts == theirs.query.texts
+    assert [t.name for t in held.test] == ["delta.t2", "delta.t4", "delta.t5"]  # the targets stay the test tasks
+
+
 def test_arsc_training_domain_held_out_as_test_gets_a_five_shot_support(mini_arsc):
     # Tuning on held-out training domains: their train files are full, the support is 5 + 5 of them.
     tasks = load_tasks(arsc_config(mini_arsc, test_domains=["beta"]))

@@ -121,6 +121,13 @@ class DataConfig(ConfigSection):
         range=EXAMPLES,
         null="use eval_query_size",
     )
+    validation_protocol: Literal["dev", "held_out"] = field(
+        "dev",
+        help="arsc: how validation_domains are scored. 'dev': episodes drawn from each domain's dev files; "
+        "'held_out': the test protocol on held-out training domains (support 5 + 5 drawn once from the "
+        "domain's train file, query its test file), as configs/arsc/tune.yaml scores them, for model selection "
+        "and `kshot tune` without the target tasks.",
+    )
     cache_dir: str = field(
         ".kshot_cache", help="Where tokenized datasets are cached, keyed by texts, tokenizer and max_length."
     )

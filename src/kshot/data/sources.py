@@ -118,18 +118,22 @@ def load_arsc(config: DataConfig) -> TaskCollection:
     def tasks(domain: str, split: str) -> list[TaskExamples]:
         return [read_arsc_file(root / f"{domain}.{t}.{split}", f"{domain}.{t}", domain) for t in ARSC_THRESHOLDS]
 
+    def held_out(domain: str) -> list[FixedTask]:
+        # The official protocol: support = <task>.train (5 + 5), query = <task>.test. A training domain
+        # held out (to tune on, never on the official targets) has a full train file: its support is
+        # 5 + 5 examples drawn from it, the same ones on every run.
+        pairs = zip(tasks(domain, "train"), tasks(domain, "test"))
+        return [FixedTask(name=support.name, support=arsc_support(support), query=query) for support, query in pairs]
+
     collection = TaskCollection(label_names=list(ARSC_LABEL_NAMES), train=[t for d in train for t in tasks(d, "train")])
-    if validation:
+    if validation and config.validation_protocol == "held_out":
+        collection.validation_fixed = [t for d in validation for t in held_out(d)]
+    elif validation:
         collection.validation = [t for d in validation for t in tasks(d, "dev")]
     else:
         collection.validation = [t for d in train for t in tasks(d, "dev")]
         collection.validation_is_default = True
-    # The official protocol: support = <task>.train (5 + 5), query = <task>.test. A training domain
-    # held out as a test domain (to tune on, never on the official targets) has a full train file:
-    # its support is 5 + 5 examples drawn from it, the same ones on every run.
-    for domain in test:
-        for support, query in zip(tasks(domain, "train"), tasks(domain, "test")):
-            collection.test.append(FixedTask(name=support.name, support=arsc_support(support), query=query))
+    collection.test = [t for d in test for t in held_out(d)]
     return collection
 
 

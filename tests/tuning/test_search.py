@@ -195,3 +195,22 @@ def test_killed_mid_trial_the_study_continues_and_the_trial_is_failed_once(tmp_p
     assert states[killed.trial] == optuna.trial.TrialState.FAIL
     assert len(study.trials) == 2  # the killed trial, then the study's second: none lost, none twice
     store.close()
+
+
+def test_the_cli_lists_a_studys_trials_and_prints_the_top_ones(tmp_path, tiny_run):
+    from typer.testing import CliRunner
+
+    from kshot.cli.main import app
+
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    files = _write_files(tmp_path, tiny_run, meta_steps=3, checkpoint_every=0)
+    runner = CliRunner()
+    tuned = runner.invoke(app, ["tune", "--study", "cli", "--n-trials", "2", "--pruner", "none", "--db", db, *files])
+    assert tuned.exit_code == 0, tuned.output
+    assert "Study cli: 2 complete" in tuned.output and "kshot evaluate --model" in tuned.output
+    listed = runner.invoke(app, ["attempts", "list", "--study", "cli", "--db", db])
+    assert listed.exit_code == 0 and "cli-trial-0000" in listed.output and "cli-trial-0001" in listed.output
+    shown = runner.invoke(app, ["attempts", "show", "cli-trial-0001", "--db", db])
+    assert "study cli, trial 1" in shown.output
+    bad = runner.invoke(app, ["tune", "--study", "cli2", "--db", db, *files[:4]])  # no -s
+    assert bad.exit_code != 0 and "needs -s space.yaml" in str(bad.exception or bad.output)

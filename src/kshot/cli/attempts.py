@@ -161,6 +161,9 @@ def show(
         typer.echo(json.dumps(data, indent=2))
         return
     typer.echo(f"Attempt {attempt.name} (id {attempt.id}): {attempt.kind}, {attempt.status}")
+    if attempt.study is not None:
+        number = "not sampled yet" if attempt.trial is None else f"trial {attempt.trial}"
+        typer.echo(f"study {attempt.study}, {number} (kshot tune)")
     typer.echo(
         f"created {_when(attempt.created_at)}, started {_when(attempt.started_at)},"
         f" finished {_when(attempt.finished_at)}"

@@ -154,7 +154,6 @@ def test_two_processes_on_one_study_run_exactly_n_trials(tmp_path, tiny_run, bac
     attempts, total = store.list_attempts(study="shared", limit=None)
     assert total == 5 and sorted(a.trial for a in attempts) == numbers
     assert {a.name for a in attempts} == {t.user_attrs["attempt"] for t in study.trials}
-    assert len({a.worker for a in attempts}) == 2  # both processes ran trials
     store.close()
 
 

@@ -281,5 +281,10 @@ def test_dashboard_shows_a_study_and_opens_a_trials_loss_curve(live, browser):
     wait.until(lambda b: _query(b, raw, "data-points") == "12" and _query(b, validation, "data-points") == "2")
     assert "selected" in _query(browser, "#trials tbody tr.trial[data-number='1']", "class")
 
+    errors = [
+        e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]
+    ]
+    assert not errors
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-study.png"))

@@ -392,11 +392,12 @@ function renderStudy(study) {
   const counts = {};
   for (const t of study.trials) counts[t.state] = (counts[t.state] || 0) + 1;
   const summary = document.getElementById("study-summary");
-  summary.replaceChildren(document.createTextNode(`maximise validation ${study.metric} · pruner ${study.pruner} · ${study.trials.length} trial(s) `),
-    ...countBadges(counts));
+  const line = `maximise validation ${study.metric} · pruner ${study.pruner} · ${study.trials.length} trial(s) `;
+  summary.replaceChildren(document.createTextNode(line), ...countBadges(counts));
   if (study.best) {
     const params = Object.entries(study.best.params || {}).map(([k, v]) => `${k}=${fmtParam(v)}`).join(", ");
-    summary.append(document.createTextNode(` · best ${fmt(study.best.value)} at trial ${study.best.number}${params ? ` (${params})` : ""}`));
+    const best = ` · best ${fmt(study.best.value)} at trial ${study.best.number}${params ? ` (${params})` : ""}`;
+    summary.append(document.createTextNode(best));
   }
   document.getElementById("study-space").textContent = "space: " + (Object.entries(study.space || {}).map(([k, d]) => {
     if (d && d.type === "categorical") return `${k} ∈ {${(d.choices || []).map(fmtParam).join(", ")}}`;
@@ -442,7 +443,7 @@ function drawStudyChart(study) {
     trialPoints(complete.map((t) => [t.number, t.value, t]), "complete", "complete trial", COLORS[0], false),
     trialPoints(pruned, "pruned", "pruned trial (value when pruned)", "#9e9e9e", true),
   ].filter((s) => s.points.length);
-  drawChart(document.getElementById("study-chart"), series, { xLabel: "trial", xPad: 0.5, integerX: true, empty: "no finished trials yet" });
+  drawChart(document.getElementById("study-chart"), series, { xLabel: "trial", xPad: 0.5, yPad: 0.08, empty: "no finished trials yet" });
   drawLegend(document.getElementById("study-legend"), series);
   const missing = {};
   for (const t of trials) {
@@ -499,9 +500,10 @@ function xSpan(values, pad) {
   return [lo - pad, (hi === lo && !pad ? lo + 1 : hi) + pad];
 }
 
-function ySpan(values) {
+// ``pad``: a fraction of the range added above and below (so points at the ends are not cut).
+function ySpan(values, pad = 0) {
   const lo = Math.min(...values), hi = Math.max(...values);
-  const d = lo === hi ? Math.abs(lo) * 0.1 || 0.5 : 0;
+  const d = lo === hi ? Math.abs(lo) * 0.1 || 0.5 : (hi - lo) * pad;
   return [lo - d, hi + d];
 }
 
@@ -529,7 +531,7 @@ function drawChart(svg, series, opts = {}) {
   const [x0, x1] = xSpan([...primary, ...other].map((p) => p[0]), opts.xPad || 0);
   const sx = (x) => left + ((x - x0) / (x1 - x0)) * (W - left - right);
   const yScale = (points) => {
-    const [y0, y1] = ySpan(points.map((p) => p[1]));
+    const [y0, y1] = ySpan(points.map((p) => p[1]), opts.yPad || 0);
     return { y0, y1, s: (y) => top + (1 - (y - y0) / (y1 - y0)) * (H - top - bottom) };
   };
   const ly = primary.length ? yScale(primary) : null, ry = other.length ? yScale(other) : null;
@@ -555,8 +557,8 @@ function drawChart(svg, series, opts = {}) {
   svg.append(svgEl("line", { x1: left, x2: left, y1: top, y2: H - bottom, class: "axis" }));
   svg.append(svgEl("line", { x1: left, x2: W - right, y1: H - bottom, y2: H - bottom, class: "axis" }));
   svg.append(svgEl("text", { x: (W + left - right + 15) / 2, y: H - 4, "text-anchor": "middle" }, opts.xLabel || "step"));
-  for (const s of series) plot(svg, s, sx, ly.s);
-  for (const s of secondary) plot(svg, s, sx, ry.s);
+  if (ly) for (const s of series) plot(svg, s, sx, ly.s);
+  if (ry) for (const s of secondary) plot(svg, s, sx, ry.s);
 }
 
 function plot(svg, s, sx, sy) {
@@ -599,7 +601,8 @@ function drawBars(svg, values) {
   const most = Math.max(...entries.map(([, v]) => v), 1e-12);
   entries.forEach(([name, v], i) => {
     const y = top + i * row;
-    const label = svgEl("text", { x: left - 8, y: y + row / 2 + 4, "text-anchor": "end" }, name.length > 26 ? name.slice(0, 25) + "…" : name);
+    const short = name.length > 26 ? name.slice(0, 25) + "…" : name;
+    const label = svgEl("text", { x: left - 8, y: y + row / 2 + 4, "text-anchor": "end" }, short);
     label.append(svgEl("title", {}, name));
     const width = Math.max(1, (Math.max(v, 0) / most) * (W - left - right));
     const bar = svgEl("rect", { x: left, y: y + 4, width: width.toFixed(1), height: row - 8, fill: COLORS[4], class: "bar",
@@ -617,8 +620,12 @@ document.getElementById("study-close").addEventListener("click", closeStudy);
 refreshList();
 refreshStudies();
 setInterval(() => { refreshList(); refreshStudies(); }, REFRESH_MS);
-// A link like /#attempt=12 opens that attempt directly; /#study=name opens a study.
-const linked = /attempt=([^&]+)/.exec(location.hash);
-if (linked) select(decodeURIComponent(linked[1]));
-const linkedStudy = /study=([^&]+)/.exec(location.hash);
-if (linkedStudy) openStudy(decodeURIComponent(linkedStudy[1]));
+// A link like /#attempt=12 (or /#attempt=name) opens that attempt directly; /#study=name opens a study.
+function openLinked() {
+  const attempt = /attempt=([^&]+)/.exec(location.hash);
+  if (attempt) select(decodeURIComponent(attempt[1]));
+  const study = /study=([^&]+)/.exec(location.hash);
+  if (study) openStudy(decodeURIComponent(study[1]));
+}
+window.addEventListener("hashchange", openLinked);
+openLinked();

@@ -67,6 +67,9 @@ class Refusals:
         assert snapshot(self.outside) == self.files
 
 
+SPACE = {"inner_lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+
+
 def config_with(service_data, **changes) -> dict:
     config = train_body(service_data)["config"]
     for dotted, value in changes.items():
@@ -104,6 +107,7 @@ def test_paths_outside_the_roots_are_refused_at_every_entry(live, service_data, 
                 ("/train", {"name": f"atk-path-{i}", "config": config, "params": TINY_PARAMS}),
                 ("/test", {"name": f"atk-path-t{i}", "model": str(service_data["model"]), "config": config}),
                 ("/attempts", {"name": f"atk-path-r{i}", "command": {"config": config, "params": {"meta_steps": 2}}}),
+                ("/tune", {"study": f"atk-study-{i}", "config": config, "params": TINY_PARAMS, "space": SPACE}),
             ):
                 if path == "/test" and loc[-1] == "name_or_path":
                     continue  # a test evaluates body.model; config.model is not read
@@ -182,6 +186,12 @@ def test_a_row_planted_in_the_store_is_refused_by_the_worker(live, service_data,
         for name, config in planted.items():
             attempt = store.create_attempt(name, "train", {"config": config, "params": TINY_PARAMS})
             queue.enqueue_train(attempt.id)
+        # A trial of a study (POST /tune's kind of attempt) planted the same way: refused the same way.
+        name = "atk-planted-trial"
+        config = config_with(service_data, output_dir=str(outside / "trial"))
+        attempt = store.create_attempt(name, "train", {"config": config, "params": TINY_PARAMS}, study="atk-study")
+        queue.enqueue_train(attempt.id)
+        planted[name] = config
         for name in planted:
             done = wait_finished(client, client.get(f"/attempts/{name}").json()["id"], timeout=60)
             tally.tried("attacks")

@@ -12,8 +12,9 @@ from .live import LiveService
 EXAMPLES_PER_OPERATION = 20
 # Bodies whose validity the schema does not express: a config and params are checked by kshot's own
 # config classes (known keys, types, ranges), paths must lie under the server's allowed roots, and a
-# test names an attempt that must exist. A 422 for a schema-valid body is right there.
-RUNTIME_CHECKED = ("POST /train", "POST /test", "POST /attempts")
+# test names an attempt that must exist, a tune request's space is checked against Params and a study
+# named alone must exist. A 422 for a schema-valid body is right there.
+RUNTIME_CHECKED = ("POST /train", "POST /test", "POST /attempts", "POST /tune")
 
 
 @pytest.fixture(scope="module")
@@ -62,5 +63,7 @@ def test_no_request_makes_the_api_fail(fuzz_service):
         "PATCH /attempts/{key}",
         "POST /attempts/{key}/resume",
         "GET /attempts",
+        "POST /tune",
+        "GET /studies/{name}",
     } <= set(tested)
     assert not failures, "\n\n".join(failures)

@@ -143,16 +143,16 @@ def test_two_processes_on_one_study_run_exactly_n_trials(tmp_path, tiny_run, bac
     db = f"sqlite:///{tmp_path / 'a.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg")
     AttemptStore(db).close()  # migrate once, before both start
     files = _write_files(tmp_path, tiny_run, meta_steps=3, checkpoint_every=0)
-    procs = [_tune(["--study", "shared", "--n-trials", "5", *files], db) for _ in range(2)]
+    procs = [_tune(["--study", "shared", "--n-trials", "4", *files], db) for _ in range(2)]
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     study = optuna.load_study(study_name="shared", storage=optuna_storage(db))
     numbers = [t.number for t in study.trials]
-    assert len(study.trials) == 5 and sorted(numbers) == list(range(5))
+    assert len(study.trials) == 4 and sorted(numbers) == list(range(4))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     store = AttemptStore(db)
     attempts, total = store.list_attempts(study="shared", limit=None)
-    assert total == 5 and sorted(a.trial for a in attempts) == numbers
+    assert total == 4 and sorted(a.trial for a in attempts) == sorted(numbers)
     assert {a.name for a in attempts} == {t.user_attrs["attempt"] for t in study.trials}
     store.close()
 
@@ -169,7 +169,7 @@ def test_killed_mid_trial_the_study_continues_and_the_trial_is_failed_once(tmp_p
     import optuna
 
     db = f"sqlite:///{tmp_path / 'a.db'}"
-    files = _write_files(tmp_path, tiny_run, meta_steps=30, eval_every=15, checkpoint_every=0)  # killed mid-trial
+    files = _write_files(tmp_path, tiny_run, meta_steps=20, eval_every=10, checkpoint_every=0)  # killed mid-trial
     proc = _tune(["--study", "k", "--n-trials", "2", *files], db, start_new_session=True)
     store = AttemptStore(db)
     deadline = time.monotonic() + 120

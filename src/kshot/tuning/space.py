@@ -22,8 +22,8 @@ from ..config import Params, load_yaml
 from ..errors import ConfigError, did_you_mean, shown, unknown_choice
 
 TYPES = ("float", "int", "categorical")
-FIELDS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step")}
-FIELDS["categorical"] = ("type", "choices")
+NUMERIC_FIELDS = ("type", "low", "high", "log", "step")
+FIELDS = {"float": NUMERIC_FIELDS, "int": NUMERIC_FIELDS, "categorical": ("type", "choices")}
 # A study samples a handful of params; a longer list is a mistake, and a bound keeps a request small.
 MAX_PARAMS = 32
 MAX_CHOICES = 64

@@ -88,14 +88,20 @@ def make_pruner(name: str):
     return optuna.pruners.NopPruner()
 
 
-def stored_spec(storage, name: str) -> StudySpec | None:
-    """The spec a kshot study was started with; None when there is no study of that name."""
+def _summary(storage, name: str):
+    """Optuna's summary of the study named ``name``; None when there is none."""
     import optuna
 
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if summary.study_name == name and SPEC_ATTR in summary.user_attrs:
-            return StudySpec.from_dict(summary.user_attrs[SPEC_ATTR])
-    return None
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    return next((s for s in summaries if s.study_name == name), None)
+
+
+def stored_spec(storage, name: str) -> StudySpec | None:
+    """The spec a kshot study was started with; None when there is no kshot study of that name."""
+    summary = _summary(storage, name)
+    if summary is None or SPEC_ATTR not in summary.user_attrs:
+        return None
+    return StudySpec.from_dict(summary.user_attrs[SPEC_ATTR])
 
 
 def open_study(storage, name: str, spec: StudySpec | None):
@@ -103,23 +109,20 @@ def open_study(storage, name: str, spec: StudySpec | None):
     import optuna
 
     check_study_name(name)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if name in existing:
-        stored = existing[name].user_attrs.get(SPEC_ATTR)
+    if _summary(storage, name) is not None:
+        stored = stored_spec(storage, name)
         if stored is None:
             raise ConfigError(f"Study '{name}' was not made by kshot tune (it has no kshot spec); choose another.")
-        stored_spec = StudySpec.from_dict(stored)
-        if spec is not None and _canonical(spec.to_dict()) != _canonical(stored_spec.to_dict()):
+        given, kept = (spec.to_dict() if spec is not None else None), stored.to_dict()
+        if given is not None and _canonical(given) != _canonical(kept):
             changed = [
-                k
-                for k in ("config", "params", "space", "pruner")
-                if _canonical(spec.to_dict()[k]) != _canonical(stored_spec.to_dict()[k])
+                k for k in ("config", "params", "space", "pruner") if _canonical(given[k]) != _canonical(kept[k])
             ]
             raise ConfigError(
                 f"Study '{name}' was made with another {', '.join(changed)}. Continue it with the same files (or "
                 "with none: `kshot tune --study NAME` uses the stored ones), or start another --study."
             )
-        spec = stored_spec
+        spec = stored
     elif spec is None:
         raise ConfigError(f"No study named '{name}' yet: give -c, -p and -s to start it.")
     sampler = optuna.samplers.TPESampler(seed=spec.params.seed)

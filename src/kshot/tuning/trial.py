@@ -11,7 +11,7 @@ from typing import Any
 from ..config import KshotConfig, Params
 from ..errors import ConfigError
 from ..tracking.heartbeat import LeaseLost
-from ..tracking.runner import Lease, train_claimed
+from ..tracking.runner import Lease, error_text, train_claimed
 from ..tracking.store import AttemptStore
 from ..training.callbacks import TrainerCallback
 from ..training.checkpoint import CHECKPOINT_DIR
@@ -27,6 +27,7 @@ class PruningCallback(TrainerCallback):
     def __init__(self, trial, metric: str):
         self.trial = trial
         self.metric = metric
+        self.last_value: float | None = None  # the last value reported: a pruned trial's score
 
     def on_train_begin(self, trainer) -> None:
         if not trainer.tasks.validation:
@@ -38,7 +39,8 @@ class PruningCallback(TrainerCallback):
     def on_evaluate(self, trainer, step: int, split: str, results: dict[str, Any]) -> None:
         if split != "validation":
             return
-        self.trial.report(float(results["mean"][self.metric]), step)
+        self.last_value = float(results["mean"][self.metric])
+        self.trial.report(self.last_value, step)
         if self.trial.should_prune():
             logger.info("Trial %d pruned at step %d.", self.trial.number, step)
             trainer.control.should_stop = True
@@ -112,7 +114,7 @@ def run_claimed_trial(store: AttemptStore, study, space: SearchSpace, attempt, l
             store.finish_attempt(attempt.id, "failed", error="interrupted")
         raise
     except Exception as err:
-        error = f"{type(err).__name__}: {err}"[:8000]
+        error = error_text(err)
         if trial is not None:
             _tell(study, trial, TrialState.FAIL)
         if _running(store, attempt.id):  # failed before the runner held it: say why on the attempt
@@ -125,7 +127,7 @@ def run_claimed_trial(store: AttemptStore, study, space: SearchSpace, attempt, l
         return TrialOutcome(trial.number, name, "failed", error="cancelled")
     if status == "pruned":
         _tell(study, trial, TrialState.PRUNED)
-        return TrialOutcome(trial.number, name, "pruned", value=_last_report(trial))
+        return TrialOutcome(trial.number, name, "pruned", value=pruning.last_value)
     if result.best_metric is None:
         _tell(study, trial, TrialState.FAIL)
         return TrialOutcome(trial.number, name, "failed", error="no validation score")
@@ -152,11 +154,6 @@ def _drop_checkpoint(output_dir: str) -> None:
     shutil.rmtree(Path(output_dir) / CHECKPOINT_DIR, ignore_errors=True)
 
 
-def _last_report(trial) -> float | None:
-    reports = trial.storage.get_trial(trial._trial_id).intermediate_values
-    return reports[max(reports)] if reports else None
-
-
 def _short(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
@@ -175,7 +172,7 @@ def run_queued_trial(store: AttemptStore, attempt_id: int, *, lease: Lease, expe
     try:
         study, spec = open_study(optuna_storage(store.url), attempt.study, None)
     except Exception as err:  # the study was deleted, or its stored spec is no longer valid
-        store.finish_attempt(attempt_id, "failed", error=f"{type(err).__name__}: {err}"[:8000])
+        store.finish_attempt(attempt_id, "failed", error=error_text(err))
         return True
     outcome = run_claimed_trial(store, study, spec.space, attempt, lease)
     logger.info("Trial %s: %s%s", attempt.name, outcome.state, "" if outcome.value is None else f" {outcome.value:.4f}")

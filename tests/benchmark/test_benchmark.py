@@ -80,3 +80,16 @@ def test_benchmark_needs_a_budget(tmp_path, bench_files):
     )
     assert res.exit_code != 0
     assert "budget" in str(res.exception).lower()
+
+
+def test_a_step_budget_wins_over_an_algorithms_own_meta_steps_but_finetune_keeps_its_no_op_step(tmp_path, tiny_run):
+    from kshot.benchmark import BenchmarkSpec
+
+    config, params = tiny_run
+    own = {"protonet": {"meta_steps": 600, "metric_lr": 2e-5}, "finetune": {"meta_steps": 1}}
+    spec = BenchmarkSpec(config, params, ["protonet", "finetune"], tmp_path, budget_steps=300, algorithm_params=own)
+    protonet, finetune = spec.entry("protonet")["params"], spec.entry("finetune")["params"]
+    assert (protonet["meta_steps"], protonet["metric_lr"]) == (300, 2e-5)  # the file's other settings stay
+    assert finetune["meta_steps"] == 1
+    timed = BenchmarkSpec(config, params, ["protonet"], tmp_path, budget_minutes=1.0, algorithm_params=own)
+    assert timed.entry("protonet")["params"]["meta_steps"] == 600  # a clock budget: the file bounds the steps

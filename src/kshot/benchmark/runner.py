@@ -13,6 +13,7 @@ from typing import Any
 
 from ..algorithms import available
 from ..config import KshotConfig, Params
+from ..config.algorithms import algorithm_spec
 from ..errors import ConfigError, KshotError, unknown_choice
 
 logger = logging.getLogger(__name__)
@@ -41,12 +42,12 @@ class BenchmarkSpec:
             )
 
     def entry(self, algorithm: str) -> dict[str, Any]:
-        params = self.params.to_dict()
-        if self.budget_steps is not None:
-            params["meta_steps"] = self.budget_steps
-        # An algorithm's own file wins over the budget: finetune, say, needs a single no-op step.
+        params = {**self.params.to_dict(), **self.algorithm_params.get(algorithm, {})}
+        # A step budget is the same for every algorithm that meta-trains, whatever its own file says
+        # (configs/intent/protonet.yaml's meta_steps must not stretch it); finetune keeps its one no-op step.
         # With a time budget the clock stops training; meta_steps only bounds it (and shapes the lr schedule).
-        params.update(self.algorithm_params.get(algorithm, {}))
+        if self.budget_steps is not None and algorithm_spec(algorithm).meta_trains:
+            params["meta_steps"] = self.budget_steps
         params["algorithm"] = algorithm
         Params.from_dict(params)  # fail here, before any run starts, on a bad override
         config = self.config.to_dict()

@@ -22,11 +22,15 @@ Check = Callable[["Params", str], None]
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """One algorithm: its ``params.algorithm`` name, its class as ``"module:Class"``, and its params checks."""
+    """One algorithm: its ``params.algorithm`` name, its class as ``"module:Class"``, and its params checks.
+
+    ``meta_trains``: False for a baseline whose outer step changes nothing (finetune), which a step
+    budget must not stretch."""
 
     name: str
     target: str
     checks: tuple[Check, ...] = ()
+    meta_trains: bool = True
 
     @property
     def module(self) -> str:
@@ -68,7 +72,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec("maml", "kshot.algorithms.maml:MAML", (needs_query,)),
         AlgorithmSpec("metasgd", "kshot.algorithms.metasgd:MetaSGD", (needs_query,)),
         AlgorithmSpec("anil", "kshot.algorithms.anil:ANIL", (needs_query,)),
-        AlgorithmSpec("finetune", "kshot.algorithms.finetune:Finetune"),
+        AlgorithmSpec("finetune", "kshot.algorithms.finetune:Finetune", meta_trains=False),
         AlgorithmSpec("transfer", "kshot.algorithms.transfer:Transfer"),
         AlgorithmSpec("protonet", "kshot.algorithms.protonet:ProtoNet"),
         AlgorithmSpec("matchnet", "kshot.algorithms.matchnet:MatchingNet"),

@@ -24,6 +24,10 @@ LEGACY_VERSION_TABLE = "alembic_version"
 KSHOT_REVISIONS_BEFORE_MOVE = ("0001", "0002")
 # Any constant works; it only has to be the same for every kshot process sharing a PostgreSQL server.
 _PG_MIGRATION_LOCK = 0x6B73686F74
+# A PostgreSQL server that accepts the connection and then says nothing (hung, or a half-open network)
+# would otherwise stall every caller, a worker's reconcile loop included, for as long as TCP waits.
+# A URL's own ?connect_timeout= wins.
+PG_CONNECT_TIMEOUT_SECONDS = 10
 
 
 def database_url(url: str | None = None) -> str:
@@ -62,6 +66,8 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             # The API and worker processes write concurrently: wait for the lock instead of failing.
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS}
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as err:

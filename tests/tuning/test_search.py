@@ -213,3 +213,15 @@ def test_the_cli_lists_a_studys_trials_and_prints_the_top_ones(tmp_path, tiny_ru
     assert "study cli, trial 1" in shown.output
     bad = runner.invoke(app, ["tune", "--study", "cli2", "--db", db, *files[:4]])  # no -s
     assert bad.exit_code != 0 and "needs -s space.yaml" in str(bad.exception or bad.output)
+
+
+def test_a_second_study_on_the_same_params_does_not_replay_the_firsts_random_draws(tmp_path, tiny_run):
+    from kshot.tuning.study import open_study
+
+    spec = _spec(tiny_run)
+    storage = optuna_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    distributions = spec.space.distributions()
+    first, _ = open_study(storage, "first", spec)
+    drawn = [first.ask(distributions).params for _ in range(2)]
+    second, _ = open_study(storage, "second", spec)
+    assert second.ask(distributions).params not in drawn

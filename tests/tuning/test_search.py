@@ -88,6 +88,11 @@ def test_a_pruned_trial_is_an_attempt_with_status_pruned_keeping_its_steps(tmp_p
     assert attempt.status == "pruned" and attempt.n_steps == 3 and len(store.steps(attempt.id)) == 3
     assert study.trials[0].state == optuna.trial.TrialState.PRUNED
     assert study.trials[0].intermediate_values == {3: pytest.approx(outcome.value)}
+    # What pruning saved: the 3 steps of 6 it did not run, at its own rate.
+    from kshot.tuning.search import summarize
+
+    saved = summarize(store, study, spec)["pruning_saved_seconds"]
+    assert saved == pytest.approx(3 * attempt.duration_seconds / 3)
     store.close()
 
 
@@ -225,3 +230,20 @@ def test_a_second_study_on_the_same_params_does_not_replay_the_firsts_random_dra
     drawn = [first.ask(distributions).params for _ in range(2)]
     second, _ = open_study(storage, "second", spec)
     assert second.ask(distributions).params not in drawn
+
+
+def test_a_trial_is_not_pruned_at_its_last_step(tmp_path, tiny_run):
+    import optuna
+
+    store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
+    spec = _spec(tiny_run, meta_steps=3)  # its one validation (eval_every 3) is its last step
+    study = optuna.create_study(
+        storage=optuna_storage(store.url),
+        study_name="last",
+        direction="maximize",
+        pruner=optuna.pruners.ThresholdPruner(lower=2.0),
+    )
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    outcome = run_trial(store, study, spec, 0)
+    assert outcome.state == "complete" and store.get_attempt(outcome.attempt).status == "completed"
+    store.close()

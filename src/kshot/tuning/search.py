@@ -90,9 +90,10 @@ def summarize(store: AttemptStore, study, spec: StudySpec) -> dict[str, Any]:
     for t in trials:
         attempt = attempts.get(t.user_attrs.get("attempt", ""))
         if t.state == TrialState.PRUNED and attempt is not None and attempt.n_steps and attempt.duration_seconds:
-            # The steps it did not run, at the rate it ran the others.
+            # The steps it did not run (of its own meta_steps, when searched), at the rate it ran the others.
+            planned = t.params.get("meta_steps", spec.params.meta_steps)
             per_step = attempt.duration_seconds / attempt.n_steps
-            saved += max(spec.params.meta_steps - attempt.n_steps, 0) * per_step
+            saved += max(planned - attempt.n_steps, 0) * per_step
     top = [
         {
             "number": t.number,

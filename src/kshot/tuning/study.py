@@ -106,10 +106,11 @@ def stored_spec(storage, name: str) -> StudySpec | None:
     return StudySpec.from_dict(summary.user_attrs[SPEC_ATTR])
 
 
-# TPE samples at random until this many trials are finished (complete or pruned; warm-start trials count).
+# TPE samples at random until this many trials are finished (complete or pruned; warm-start trials count:
+# a warm start from two completed attempts is enough to leave random sampling).
 # Optuna's default, 10, would make a whole ARSC search on a 2-core CPU (5-10 trials in 90 minutes) random,
 # and leave a warm-started study's past trials unused until its own tenth.
-TPE_STARTUP_TRIALS = 3
+TPE_STARTUP_TRIALS = 2
 
 
 def sampler_seed(name: str, seed: int) -> int:

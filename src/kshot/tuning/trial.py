@@ -41,7 +41,8 @@ class PruningCallback(TrainerCallback):
             return
         self.last_value = float(results["mean"][self.metric])
         self.trial.report(self.last_value, step)
-        if self.trial.should_prune():
+        # At its last step a trial has spent its time: it completes, with its value, below a median or not.
+        if step < trainer.params.meta_steps and self.trial.should_prune():
             logger.info("Trial %d pruned at step %d.", self.trial.number, step)
             trainer.control.should_stop = True
             trainer.control.stop_reason = "pruned"

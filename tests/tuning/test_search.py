@@ -69,19 +69,27 @@ def test_a_study_continued_with_other_params_is_refused(tmp_path, tiny_run):
     store.close()
 
 
+def _pruning_at_every_report(store, name, spec):
+    """A kshot study whose pruner prunes at every report (a value below 2.0: all of them)."""
+    import optuna
+
+    study = optuna.create_study(
+        storage=optuna_storage(store.url),
+        study_name=name,
+        direction="maximize",
+        pruner=optuna.pruners.ThresholdPruner(lower=2.0),
+    )
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    return study
+
+
 def test_a_pruned_trial_is_an_attempt_with_status_pruned_keeping_its_steps(tmp_path, tiny_run):
     import optuna
 
     store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
     spec = _spec(tiny_run)
     # A pruner that prunes at the first report: the trial stops at its first validation (step 3 of 6).
-    study = optuna.create_study(
-        storage=optuna_storage(store.url),
-        study_name="p",
-        direction="maximize",
-        pruner=optuna.pruners.ThresholdPruner(lower=2.0),
-    )
-    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    study = _pruning_at_every_report(store, "p", spec)
     outcome = run_trial(store, study, spec, 0)
     assert outcome.state == "pruned"
     attempt = store.get_attempt(outcome.attempt)
@@ -92,7 +100,7 @@ def test_a_pruned_trial_is_an_attempt_with_status_pruned_keeping_its_steps(tmp_p
     from kshot.tuning.search import summarize
 
     saved = summarize(store, study, spec)["pruning_saved_seconds"]
-    assert saved == pytest.approx(3 * attempt.duration_seconds / 3)
+    assert saved == pytest.approx((6 - 3) * attempt.duration_seconds / 3)
     store.close()
 
 
@@ -233,17 +241,9 @@ def test_a_second_study_on_the_same_params_does_not_replay_the_firsts_random_dra
 
 
 def test_a_trial_is_not_pruned_at_its_last_step(tmp_path, tiny_run):
-    import optuna
-
     store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
     spec = _spec(tiny_run, meta_steps=3)  # its one validation (eval_every 3) is its last step
-    study = optuna.create_study(
-        storage=optuna_storage(store.url),
-        study_name="last",
-        direction="maximize",
-        pruner=optuna.pruners.ThresholdPruner(lower=2.0),
-    )
-    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    study = _pruning_at_every_report(store, "last", spec)
     outcome = run_trial(store, study, spec, 0)
     assert outcome.state == "complete" and store.get_attempt(outcome.attempt).status == "completed"
     store.close()

@@ -39,7 +39,11 @@ def main() -> None:
 
 def _algorithms(merged: dict) -> list[str]:
     baselines = {"frozen_prototypes", "logistic_regression", "setfit"}
-    return list(dict.fromkeys(m for methods in merged.values() for m in methods if m not in baselines))
+    return list(
+        dict.fromkeys(
+            m for methods in merged.values() for m in methods if m.removesuffix("+names") not in baselines
+        )
+    )
 
 
 def _first_episodes(run: dict | None, setting: str, n: int) -> str:

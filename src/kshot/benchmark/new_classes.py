@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,10 @@ def run_split(spec: NewClassSpec, name: str, folder: str) -> dict[str, Any]:
         for algorithm, r in run_benchmark(bench).items():
             results[algorithm] = _by_setting(r, main)
     for method in spec.baselines:
-        results[method] = run_baseline(spec, method, folder, out)
+        results[method] = run_baseline(spec, method, folder, out, names=False)
+        if spec.params.label_names_as_support and method != "setfit":
+            # What the names alone give, without training: the row to beat for a recipe that uses them.
+            results[f"{method}+names"] = run_baseline(spec, method, folder, out, names=True)
         _write(out / "summary.json", results)  # results.json beside it: the algorithms' per-episode scores
     return results
 
@@ -107,24 +110,27 @@ def _by_setting(entry: dict[str, Any], main: str) -> dict[str, Any]:
     }
 
 
-def run_baseline(spec: NewClassSpec, method: str, folder: str, out: Path) -> dict[str, Any]:
+def run_baseline(spec: NewClassSpec, method: str, folder: str, out: Path, names: bool = False) -> dict[str, Any]:
+    """``method`` on every setting's episodes; ``names``: with each class's name as one more support
+    example (``Params.label_names_as_support``; the episodes' draws are the same either way)."""
     from ..models import load_tokenizer, resolve_model_name
     from ..training.setup import build_tasks
     from .baselines import evaluate_baseline
 
     model = resolve_model_name(spec.config.model.name_or_path)
     tokenizer = load_tokenizer(model)
+    params = replace(spec.params, label_names_as_support=names)
     settings, t0 = {}, time.perf_counter()
     for setting in spec.settings:
         config = spec.setting_config(folder, setting, out / "models")
         # The same episodes as the algorithms': drawn by the same sampler from the same seed.
-        tasks = build_tasks(config, spec.params, tokenizer, with_training=False).test
+        tasks = build_tasks(config, params, tokenizer, with_training=False).test
         limit = spec.setfit_episodes.get(setting) if method == "setfit" else None
         if limit == 0:
             continue
         r = evaluate_baseline(method, tasks, model, max_length=spec.params.max_length, max_episodes=limit)
         settings[setting] = r["mean"]
-        logger.info("%s %s: %.2f", method, setting, 100 * r["mean"]["accuracy"])
+        logger.info("%s%s %s: %.2f", method, "+names" if names else "", setting, 100 * r["mean"]["accuracy"])
     return {"settings": settings, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0}
 
 

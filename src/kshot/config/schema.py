@@ -292,6 +292,13 @@ class Params(ConfigSection):
         "moves the starting head less.",
         range=POSITIVE_SCALE,
     )
+    label_names_as_support: bool = field(
+        False,
+        help="Add each class's name, as a text ('card_arrival' -> 'card arrival'), to every support set as one "
+        "more example of that class: in training and evaluation episodes and in `kshot adapt`, for every "
+        "algorithm. A few-shot task's label names are information it has for free; meaningful names help most "
+        "at one shot. Leave it off when labels are codes.",
+    )
     new_class_head: Literal["zero", "unicorn", "prototypes"] = field(
         "prototypes",
         help="New classes (tasks drawn from a pool of classes; see data.tasks): the N-row head every task of the "

@@ -171,19 +171,23 @@ class EpisodeSampler:
             query = rng.choice(remaining, size=min(k_query, len(remaining)), replace=False)
         support = rng.permutation(support)
         seed = int(rng.integers(2**31 - 1))
-        if not self.new_classes:
-            return Episode(task.name, task.subset(support), task.subset(np.sort(query)), seed=seed)
-        order = drawn if shuffle else classes  # rng.choice's order is random: the episode's own numbering
         names = task.label_names or self.label_names
+        if not self.new_classes:
+            return Episode(task.name, self._support(task.subset(support), names), task.subset(np.sort(query)), seed=seed)
+        order = drawn if shuffle else classes  # rng.choice's order is random: the episode's own numbering
         return Episode(
             task.name,
-            task.relabelled(support, order),
+            self._support(task.relabelled(support, order), [names[int(c)] for c in order]),
             task.relabelled(np.sort(query), order),
             seed=seed,
             classes=[names[int(c)] for c in order],
             class_ids=np.asarray(order, dtype=np.int64),
             pool_classes=len(names),
         )
+
+    def _support(self, support: TaskExamples, names: Sequence[str]) -> TaskExamples:
+        # After every draw, so an episode's examples are the same with and without the names.
+        return support.with_class_names(names) if self.params.label_names_as_support else support
 
     def fixed_tasks(self, count: int, query_size: int | None, query_mode: str = "total") -> list[FixedTask]:
         """``count`` evaluation tasks, cycling through the tasks in order: the same on every call.

@@ -10,9 +10,16 @@ row means one class across tasks.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def class_name_text(label: str) -> str:
+    """A class name as a text to encode: ``card_arrival`` → ``card arrival`` (``_`` and ``-`` are spaces)."""
+    return " ".join(re.split(r"[_\-\s]+", label)).strip() or label
 
 
 @dataclass
@@ -27,6 +34,8 @@ class TaskExamples:
     source: str = ""
     input_ids: list[np.ndarray] | None = field(default=None, repr=False)
     label_names: list[str] | None = field(default=None, repr=False)
+    # Token ids of each label id's class_name_text (set with input_ids): what with_class_names adds.
+    name_input_ids: list[np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -48,6 +57,7 @@ class TaskExamples:
             source=self.source,
             input_ids=None if self.input_ids is None else [self.input_ids[i] for i in indices],
             label_names=self.label_names,
+            name_input_ids=self.name_input_ids,
         )
 
     def relabelled(self, indices: np.ndarray, classes: np.ndarray, name: str | None = None) -> TaskExamples:
@@ -58,7 +68,35 @@ class TaskExamples:
         sub.labels = local[sub.labels]
         names = self.label_names
         sub.label_names = [names[int(c)] for c in classes] if names is not None else None
+        if self.name_input_ids is not None:
+            sub.name_input_ids = [self.name_input_ids[int(c)] for c in classes]
         return sub
+
+    def with_class_names(self, label_names: Sequence[str] | None = None) -> TaskExamples:
+        """These examples and one more for each class present: its name as a text (:func:`class_name_text`).
+
+        A support set then carries what its labels say (``Params.label_names_as_support``): at one shot
+        a class's name is often as telling as its one example. ``label_names``: the names of the label
+        ids when the task has none of its own (the collection's)."""
+        names = self.label_names or label_names
+        if names is None:
+            raise ValueError(f"task '{self.name}' has no label names to add")
+        present = np.unique(self.labels)
+        input_ids = None
+        if self.input_ids is not None:
+            if self.name_input_ids is None:
+                raise ValueError(f"task '{self.name}': tokenize its class names with its texts")
+            input_ids = self.input_ids + [self.name_input_ids[int(c)] for c in present]
+        return TaskExamples(
+            name=self.name,
+            domain=self.domain,
+            texts=self.texts + [class_name_text(names[int(c)]) for c in present],
+            labels=np.concatenate([self.labels, present]),
+            source=self.source,
+            input_ids=input_ids,
+            label_names=self.label_names,
+            name_input_ids=self.name_input_ids,
+        )
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .tasks import TaskCollection, TaskExamples
+from .tasks import TaskCollection, TaskExamples, class_name_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +64,22 @@ def tokenize_collection(
     lookup = dict(zip(unique, ids))
     for task in tasks:
         task.input_ids = [lookup[t] for t in task.texts]
+    _tokenize_names(tasks, tokenizer, max_length, collection.label_names)
     logger.info("Tokenized %d distinct texts (max_length=%d).", len(unique), max_length)
+
+
+def _tokenize_names(tasks: Sequence[TaskExamples], tokenizer, max_length: int, default: Sequence[str]) -> None:
+    """Set ``name_input_ids``: the ids of each label's :func:`class_name_text` (a few hundred names at most)."""
+    names = list(dict.fromkeys(n for task in tasks for n in (task.label_names or default)))
+    lookup = dict(zip(names, tokenize_texts([class_name_text(n) for n in names], tokenizer, max_length)))
+    for task in tasks:
+        task.name_input_ids = [lookup[n] for n in (task.label_names or default)]
 
 
 def tokenize_examples(task: TaskExamples, tokenizer, max_length: int) -> TaskExamples:
     task.input_ids = tokenize_texts(task.texts, tokenizer, max_length)
+    if task.label_names:
+        _tokenize_names([task], tokenizer, max_length, task.label_names)
     return task
 
 

@@ -129,6 +129,8 @@ def adapt_model(
         label_names=list(label_names),
     )
     tokenize_examples(support, tokenizer, params.max_length)
+    if params.label_names_as_support:
+        support = support.with_class_names()
     algorithm = build_algorithm(model, params, accelerator, tokenizer)
     algorithm.load_pretrained(str(model_dir))
     n_steps = params.eval_inner_steps if steps is None else steps

@@ -40,9 +40,7 @@ def main() -> None:
 def _algorithms(merged: dict) -> list[str]:
     baselines = {"frozen_prototypes", "logistic_regression", "setfit"}
     return list(
-        dict.fromkeys(
-            m for methods in merged.values() for m in methods if m.removesuffix("+names") not in baselines
-        )
+        dict.fromkeys(m for methods in merged.values() for m in methods if m.removesuffix("+names") not in baselines)
     )
 
 

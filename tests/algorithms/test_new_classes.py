@@ -153,6 +153,39 @@ def test_adapting_the_default_model_to_new_intents_starts_from_prototypes(tmp_pa
     np.testing.assert_allclose([s["score"] for s in served], [p["score"] for p in ours], rtol=1e-4, atol=1e-5)
 
 
+def test_adapting_with_class_names_folds_them_into_the_served_head(tmp_path):
+    """label_names_as_support: one example an intent, one of them vague; the names fill in what the
+    examples do not say. With zero steps the saved head classifies the names and the examples, and
+    `pipeline` serves what `kshot predict` gives."""
+    from transformers import pipeline
+
+    from kshot.models import default_model_path
+    from kshot.training.fewshot import adapt_model, predict_texts
+
+    rows = [
+        {"text": "When will my new card arrive?", "label": "card_arrival"},
+        {"text": "My top-up failed", "label": "top_up_failed"},
+        {"text": "What exchange rate do you use?", "label": "exchange_rate"},
+        {"text": "Can you help me with something?", "label": "lost_phone"},
+    ]
+    support = synthetic.write_table(tmp_path / "support.csv", rows)
+    texts = [r["text"] for r in rows] + ["card arrival", "top up failed", "exchange rate", "lost phone"]
+    labels = [r["label"] for r in rows] * 2
+    confidence = {}
+    for names in (False, True):
+        out = tmp_path / f"adapted-{names}"
+        adapt_model(default_model_path(), support, out, steps=0, params_overrides={"label_names_as_support": names})
+        every = pipeline("text-classification", model=str(out), tokenizer=str(out), top_k=None)(texts)
+        confidence[names] = [{s["label"]: s["score"] for s in scores}[label] for scores, label in zip(every, labels)]
+    # The names sit in the head: the vague example's class is sure of its name only with it (0.48 -> 1.00).
+    assert confidence[True][-1] > confidence[False][-1] + 0.3
+    ours = predict_texts(out, texts)
+    assert [p["label"] for p in ours] == labels
+    served = pipeline("text-classification", model=str(out), tokenizer=str(out))(texts)
+    assert [s["label"] for s in served] == labels
+    np.testing.assert_allclose([s["score"] for s in served], [p["score"] for p in ours], rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------- evaluation encodes a text once
 @pytest.mark.parametrize("algorithm", ["protonet", "anil"])
 def test_evaluation_encodes_each_text_once_and_scores_as_without_the_cache(tmp_path, intent_setup, algorithm):

@@ -123,3 +123,53 @@ def test_evaluation_episodes_follow_the_protocol_and_see_only_their_classes(tmp_
             assert np.bincount(task.query.labels).tolist() == [4] * n
             assert task.classes == sorted(task.classes, key=lambda c: int(c.split("_")[1]))
         assert [t.support.texts for t in fixed] == [t.support.texts for t in sampler.fixed_tasks(20, size, mode)]
+
+
+def test_class_names_as_text():
+    from kshot.data.tasks import class_name_text
+
+    assert class_name_text("card_arrival") == "card arrival"
+    assert class_name_text("top-up__failed ") == "top up failed"
+    assert class_name_text("positive") == "positive"
+
+
+def test_class_names_join_every_support_set_after_the_same_draws(tmp_path):
+    """With label_names_as_support each support set holds one more example a class, its name (tokenized
+    with the texts), numbered as the episode numbers that class; the draws are the flag-off episode's."""
+    from transformers import AutoTokenizer
+
+    from kshot.data import tokenize_collection
+    from kshot.data.tasks import class_name_text
+
+    root = synthetic.write_class_splits(tmp_path / "split")
+    model = synthetic.build_tiny_model(tmp_path / "model", words=synthetic.intent_vocabulary() + ["intent"])
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tasks = load_tasks(config(root).data)
+    tokenize_collection(tasks, tokenizer, 32)
+    cfg = config(root, eval_way="all", eval_shots=1, eval_queries=3)
+    shape, size, mode = evaluation_shape(cfg, params(), True)
+    for flag in (False, True):
+        p = params(label_names_as_support=flag)
+        train = EpisodeSampler(tasks.train, p, tasks.label_names, new_classes=True).episode(3, 0)
+        test = EpisodeSampler(tasks.test_pool, p, tasks.label_names, stream="test", new_classes=True, shape=shape)
+        fixed = test.fixed_tasks(2, size, mode)[1]
+        if not flag:
+            plain = (train, fixed)
+            continue
+        for named, (before, classes) in ((train, (plain[0], train.classes)), (fixed, (plain[1], fixed.classes))):
+            n, k = len(classes), len(before.support)
+            assert named.support.texts[:k] == before.support.texts and named.query.texts == before.query.texts
+            assert named.support.texts[k:] == [class_name_text(c) for c in classes]
+            assert named.support.labels[k:].tolist() == list(range(n))
+            name_ids = tokenizer([class_name_text(c) for c in classes])["input_ids"]
+            assert [ids.tolist() for ids in named.support.input_ids[k:]] == name_ids
+            assert named.support.input_ids[:k] == before.support.input_ids
+
+
+def test_class_names_join_shared_label_support_sets(review_json):
+    """Domain tasks (one label vocabulary): the support set gains 'negative' and 'positive' as examples."""
+    tasks = load_tasks(KshotConfig.from_dict({"data": {"format": "review_json", "path": str(review_json)}}).data)
+    p = Params.from_dict({"k_support": 2, "k_query": 2, "label_names_as_support": True})
+    ep = EpisodeSampler(tasks.train, p, tasks.label_names).episode(0, 0)
+    assert ep.support.texts[-2:] == tasks.label_names and ep.support.labels[-2:].tolist() == [0, 1]
+    assert len(ep.support) == 2 * 2 + 2

@@ -173,7 +173,9 @@ class EpisodeSampler:
         seed = int(rng.integers(2**31 - 1))
         names = task.label_names or self.label_names
         if not self.new_classes:
-            return Episode(task.name, self._support(task.subset(support), names), task.subset(np.sort(query)), seed=seed)
+            return Episode(
+                task.name, self._support(task.subset(support), names), task.subset(np.sort(query)), seed=seed
+            )
         order = drawn if shuffle else classes  # rng.choice's order is random: the episode's own numbering
         return Episode(
             task.name,

@@ -247,3 +247,20 @@ def test_a_trial_is_not_pruned_at_its_last_step(tmp_path, tiny_run):
     outcome = run_trial(store, study, spec, 0)
     assert outcome.state == "complete" and store.get_attempt(outcome.attempt).status == "completed"
     store.close()
+
+
+def test_processes_joining_one_study_draw_distinct_trials_and_a_study_replays(tmp_path, tiny_run):
+    """Each process builds its sampler from the stored seed: the draws are seeded by trial number, so two
+    processes' start-up trials differ, and the same study made again draws the same trials."""
+    from kshot.tuning.study import open_study
+
+    spec = _spec(tiny_run)
+    distributions = spec.space.distributions()
+    storage = optuna_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    one, _ = open_study(storage, "shared", spec)
+    two, _ = open_study(storage, "shared", spec)  # a second process joining the study
+    a, b = one.ask(distributions), two.ask(distributions)
+    assert (a.number, b.number) == (0, 1) and a.params != b.params
+    again = optuna_storage(f"sqlite:///{tmp_path / 'b.db'}")
+    replay, _ = open_study(again, "shared", spec)
+    assert [replay.ask(distributions).params for _ in range(2)] == [a.params, b.params]

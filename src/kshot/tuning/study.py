@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -106,22 +105,11 @@ def stored_spec(storage, name: str) -> StudySpec | None:
     return StudySpec.from_dict(summary.user_attrs[SPEC_ATTR])
 
 
-# TPE samples at random until this many trials are finished (complete or pruned; warm-start trials count:
-# a warm start from two completed attempts is enough to leave random sampling).
-# Optuna's default, 10, would make a whole ARSC search on a 2-core CPU (5-10 trials in 90 minutes) random,
-# and leave a warm-started study's past trials unused until its own tenth.
-TPE_STARTUP_TRIALS = 2
-
-
-def sampler_seed(name: str, seed: int) -> int:
-    """The study's sampler seed: from params.seed and the study's name, so that a second study on the same
-    params (a warm-started one) does not draw the first one's random start-up trials again."""
-    return zlib.crc32(f"{name}:{seed}".encode())
-
-
 def open_study(storage, name: str, spec: StudySpec | None):
     """Create the study, or load it; a given spec must match the stored one. Returns (study, spec)."""
     import optuna
+
+    from .sampler import TrialSeededTPE, sampler_seed  # optuna at call time, not when kshot is imported
 
     check_study_name(name)
     if _summary(storage, name) is not None:
@@ -140,7 +128,7 @@ def open_study(storage, name: str, spec: StudySpec | None):
         spec = stored
     elif spec is None:
         raise ConfigError(f"No study named '{name}' yet: give -c, -p and -s to start it.")
-    sampler = optuna.samplers.TPESampler(n_startup_trials=TPE_STARTUP_TRIALS, seed=sampler_seed(name, spec.params.seed))
+    sampler = TrialSeededTPE(sampler_seed(name, spec.params.seed))
     study = optuna.create_study(
         storage=storage,
         study_name=name,

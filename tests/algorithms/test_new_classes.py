@@ -85,8 +85,11 @@ def train_config(root: Path, data: Path, model: Path, algorithm: str):
     return config, params
 
 
+@pytest.mark.parametrize("names", [False, True], ids=["plain", "names"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_every_algorithm_trains_adapts_and_serves_new_classes(tmp_path, intent_setup, algorithm):
+def test_every_algorithm_trains_adapts_and_serves_new_classes(tmp_path, intent_setup, algorithm, names):
+    """``names``: each class's name is one more support example (label_names_as_support), in training,
+    evaluation and adaptation, for every algorithm."""
     from transformers import pipeline
 
     from kshot.training import MetaTrainer
@@ -94,6 +97,7 @@ def test_every_algorithm_trains_adapts_and_serves_new_classes(tmp_path, intent_s
 
     root, data, model = intent_setup
     config, params = train_config(tmp_path, data, model, algorithm)
+    params.label_names_as_support = names
     result = MetaTrainer(config, params).train()
     # Test episodes: 3-way over test classes only, scored with the task's own 3 columns.
     test = result.test

@@ -148,22 +148,22 @@ def test_class_names_join_every_support_set_after_the_same_draws(tmp_path):
     tokenize_collection(tasks, tokenizer, 32)
     cfg = config(root, eval_way="all", eval_shots=1, eval_queries=3)
     shape, size, mode = evaluation_shape(cfg, params(), True)
-    for flag in (False, True):
+
+    def episodes(flag: bool):  # one training episode and one all-way test episode
         p = params(label_names_as_support=flag)
         train = EpisodeSampler(tasks.train, p, tasks.label_names, new_classes=True).episode(3, 0)
         test = EpisodeSampler(tasks.test_pool, p, tasks.label_names, stream="test", new_classes=True, shape=shape)
-        fixed = test.fixed_tasks(2, size, mode)[1]
-        if not flag:
-            plain = (train, fixed)
-            continue
-        for named, (before, classes) in ((train, (plain[0], train.classes)), (fixed, (plain[1], fixed.classes))):
-            n, k = len(classes), len(before.support)
-            assert named.support.texts[:k] == before.support.texts and named.query.texts == before.query.texts
-            assert named.support.texts[k:] == [class_name_text(c) for c in classes]
-            assert named.support.labels[k:].tolist() == list(range(n))
-            name_ids = tokenizer([class_name_text(c) for c in classes])["input_ids"]
-            assert [ids.tolist() for ids in named.support.input_ids[k:]] == name_ids
-            assert named.support.input_ids[:k] == before.support.input_ids
+        return train, test.fixed_tasks(2, size, mode)[1]
+
+    for named, before in zip(episodes(True), episodes(False)):
+        classes = named.classes
+        n, k = len(classes), len(before.support)
+        assert named.support.texts[:k] == before.support.texts and named.query.texts == before.query.texts
+        assert named.support.texts[k:] == [class_name_text(c) for c in classes]
+        assert named.support.labels[k:].tolist() == list(range(n))
+        name_ids = tokenizer([class_name_text(c) for c in classes])["input_ids"]
+        assert [ids.tolist() for ids in named.support.input_ids[k:]] == name_ids
+        assert named.support.input_ids[:k] == before.support.input_ids
 
 
 def test_class_names_join_shared_label_support_sets(review_json):

@@ -69,6 +69,36 @@ def test_a_study_continued_with_other_params_is_refused(tmp_path, tiny_run):
     store.close()
 
 
+def test_a_process_joining_between_a_studys_creation_and_its_spec_waits_for_the_spec(tmp_path, tiny_run):
+    """Optuna creates a study and its attributes in two writes: a second process opening it in that gap joins it.
+
+    Seen in CI: two `kshot tune` processes started together, the second called the first's new study foreign.
+    """
+    import threading
+
+    import optuna
+
+    from kshot.tuning import open_study
+
+    storage, spec = optuna_storage(f"sqlite:///{tmp_path / 'a.db'}"), _spec(tiny_run)
+    created = optuna.create_study(storage=storage, study_name="gap", direction="maximize")  # the spec not yet written
+    writer = threading.Timer(1.0, created.set_user_attr, (SPEC_ATTR, spec.to_dict()))
+    writer.start()
+    start = time.monotonic()
+    study, joined = open_study(storage, "gap", spec)
+    writer.join()
+    assert study.study_name == "gap" and joined.to_dict() == spec.to_dict()
+    assert 1.0 <= time.monotonic() - start < 10
+
+    # A study that is someone else's (it has trials and no kshot spec) is refused at once, not waited on.
+    foreign = optuna.create_study(storage=storage, study_name="theirs", direction="maximize")
+    foreign.add_trial(optuna.trial.create_trial(value=1.0))
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="Study 'theirs' was not made by kshot tune"):
+        open_study(storage, "theirs", spec)
+    assert time.monotonic() - start < 5
+
+
 def _pruning_at_every_report(store, name, spec):
     """A kshot study whose pruner prunes at every report (a value below 2.0: all of them)."""
     import optuna

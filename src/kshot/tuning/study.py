@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 PRUNERS = ("median", "halving", "none")
 SPEC_ATTR = "kshot"  # the study's user attribute holding its TuneSpec
 MAX_TRIALS = 10_000
+SPEC_WAIT_SECONDS = 15.0  # an empty study's spec, written by its creator just after the study: see stored_spec
+SPEC_POLL_SECONDS = 0.2
 MAX_STUDY_NAME = 100  # trial attempts are named <study>-trial-<NNNN>, within the store's 128
 
 
@@ -97,12 +100,21 @@ def _summary(storage, name: str):
     return next((s for s in summaries if s.study_name == name), None)
 
 
-def stored_spec(storage, name: str) -> StudySpec | None:
-    """The spec a kshot study was started with; None when there is no kshot study of that name."""
-    summary = _summary(storage, name)
-    if summary is None or SPEC_ATTR not in summary.user_attrs:
-        return None
-    return StudySpec.from_dict(summary.user_attrs[SPEC_ATTR])
+def stored_spec(storage, name: str, wait: float = 0.0) -> StudySpec | None:
+    """The spec a kshot study was started with; None when there is no kshot study of that name.
+
+    ``wait`` seconds: how long an empty study without a spec is watched for one. A process that
+    creates a study writes its spec just after (Optuna creates a study and its attributes in two
+    writes), so a second process joining in that gap waits for it instead of calling it foreign.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        summary = _summary(storage, name)
+        if summary is not None and SPEC_ATTR in summary.user_attrs:
+            return StudySpec.from_dict(summary.user_attrs[SPEC_ATTR])
+        if summary is None or summary.n_trials > 0 or time.monotonic() >= deadline:
+            return None
+        time.sleep(SPEC_POLL_SECONDS)
 
 
 def open_study(storage, name: str, spec: StudySpec | None):
@@ -113,7 +125,7 @@ def open_study(storage, name: str, spec: StudySpec | None):
 
     check_study_name(name)
     if _summary(storage, name) is not None:
-        stored = stored_spec(storage, name)
+        stored = stored_spec(storage, name, wait=SPEC_WAIT_SECONDS)
         if stored is None:
             raise ConfigError(f"Study '{name}' was not made by kshot tune (it has no kshot spec); choose another.")
         given, kept = (spec.to_dict() if spec is not None else None), stored.to_dict()

@@ -142,6 +142,17 @@ def test_set_parses_scientific_notation_as_float():
     assert Params.from_dict(params).inner_lr == 1e-4
 
 
+def test_an_unquoted_no_is_the_choice_no_not_a_boolean(tmp_path):
+    # YAML 1.1 reads `no` as false: `--set params.mixed_precision=no` and `mixed_precision: no` mean the choice.
+    params = {}
+    apply_overrides({}, params, ["params.mixed_precision=no"])
+    assert params == {"mixed_precision": False} and Params.from_dict(params).mixed_precision == "no"
+    (tmp_path / "params.yaml").write_text("mixed_precision: no\n")
+    assert load_params(tmp_path / "params.yaml").mixed_precision == "no"
+    with pytest.raises(ConfigError, match="must be one of auto, no, bf16, fp16, got True"):
+        Params.from_dict({"mixed_precision": True})  # no choice is 'yes': a boolean stays an error
+
+
 def test_set_overrides_nested_config_keys_and_keeps_siblings():
     config = {"data": {"format": "arsc", "path": "a"}}
     apply_overrides(

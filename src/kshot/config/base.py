@@ -108,6 +108,8 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(f"'{path}' must be {_type_name(tp)}, got {shown(value)}.")
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("no" if value is False else "yes") in choices:
+            value = "no" if value is False else "yes"  # YAML 1.1 reads an unquoted no / yes as a boolean
         if value not in choices:
             raise ConfigError(
                 f"'{path}' must be one of {', '.join(map(str, choices))}, got {shown(value)}."

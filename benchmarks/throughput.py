@@ -195,6 +195,12 @@ def main() -> None:
         default="no,bf16",
         help="Comma-separated mixed_precision values to measure in this run, on the same episodes (default no,bf16).",
     )
+    ap.add_argument(
+        "--dropout-masks",
+        default="",
+        help="Comma-separated params.dropout_masks values (torch, packed, auto) to measure with each precision, "
+        "on the same episodes (default: the params' own). With several, runs are named PRECISION/MASKS.",
+    )
     ap.add_argument("--set", action="append", default=[], help="params overrides, e.g. --set inner_steps=5")
     ap.add_argument("--json", help="Write the figures here.")
     ap.add_argument(
@@ -228,14 +234,26 @@ def main() -> None:
         "bfloat16": matmul_peak(cfg.hidden_size, cfg.intermediate_size, tokens, dtype=torch.bfloat16),
     }
     result = {"threads": torch.get_num_threads(), "matmul_peak_gflops": peaks, "params": params.to_dict(), "runs": {}}
+    masks = args.dropout_masks.split(",") if args.dropout_masks else [params.dropout_masks]
     for precision in args.precisions.split(","):
-        run = kshot_throughput(config, dataclasses.replace(params, mixed_precision=precision), args.steps, args.profile)
-        for key in ("meta_step", "inner_loop"):
-            run[f"{key}_share_of_peak"] = {name: run[f"{key}_gflops_per_s"] / peak for name, peak in peaks.items()}
-        result["runs"][precision] = run
+        for mask in masks:
+            variant = dataclasses.replace(params, mixed_precision=precision, dropout_masks=mask)
+            run = kshot_throughput(config, variant, args.steps, args.profile)
+            run["dropout_masks"] = mask
+            for key in ("meta_step", "inner_loop"):
+                run[f"{key}_share_of_peak"] = {name: run[f"{key}_gflops_per_s"] / peak for name, peak in peaks.items()}
+            result["runs"][precision if len(masks) == 1 else f"{precision}/{mask}"] = run
     runs = result["runs"]
-    if "no" in runs and "bf16" in runs:
-        result["bf16_speedup"] = runs["bf16"]["episodes_per_s"] / runs["no"]["episodes_per_s"]
+    for mask in masks:
+        fp32, bf16 = (precision if len(masks) == 1 else f"{precision}/{mask}" for precision in ("no", "bf16"))
+        if fp32 in runs and bf16 in runs:
+            key = "bf16_speedup" if len(masks) == 1 else f"bf16_speedup/{mask}"
+            result[key] = runs[bf16]["episodes_per_s"] / runs[fp32]["episodes_per_s"]
+    if len(masks) > 1:  # each mask against the first, per precision
+        for precision in args.precisions.split(","):
+            first = runs[f"{precision}/{masks[0]}"]["episodes_per_s"]
+            for mask in masks[1:]:
+                result[f"masks_speedup/{precision}/{mask}"] = runs[f"{precision}/{mask}"]["episodes_per_s"] / first
     if args.naive_episodes:
         result["naive_episodes_per_s"] = naive_throughput(config, params, args.naive_episodes)
         result["speedup_vs_naive"] = {

@@ -194,10 +194,24 @@ def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgori
         )
     if params.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
+    device = accelerator.device.type if accelerator is not None else "cpu"
+    if packed_dropout_masks(params.dropout_masks, device):
+        from ..models.packed_dropout import use_packed_dropout
+
+        use_packed_dropout(model)
     model.to(accelerator.device if accelerator is not None else "cpu")
     cls = get_algorithm(params.algorithm)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return cls(model, params, accelerator, pad)
+
+
+def packed_dropout_masks(requested: str, device: str) -> bool:
+    """Whether a model that trains on ``device`` ('cpu', 'cuda', ...) draws packed dropout masks
+    (``params.dropout_masks``): 'auto' on the CPU only, where torch's generator draws one element at a time
+    and SDPA with dropout is unfused anyway; a GPU's generator is fast and its SDPA fuses dropout."""
+    if requested == "auto":
+        return device == "cpu"
+    return requested == "packed"
 
 
 def set_dropout(model, p: float, attention_only: bool = False) -> int:

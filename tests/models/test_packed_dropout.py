@@ -184,10 +184,12 @@ def test_an_eager_model_keeps_its_attention_and_switches_its_dropout_layers():
     assert model.config._attn_implementation == "eager"
 
 
-def test_auto_packs_the_masks_on_the_cpu_only_and_build_algorithm_applies_the_choice():
-    assert packed_dropout_masks("auto", "cpu") and not packed_dropout_masks("auto", "cuda")
-    assert packed_dropout_masks("packed", "cuda") and not packed_dropout_masks("torch", "cpu")
-    for masks, packed in (("auto", True), ("torch", False)):
+def test_auto_packs_the_masks_on_the_cpu_under_bf16_only_and_build_algorithm_applies_the_choice():
+    assert packed_dropout_masks("auto", "cpu", "bf16")
+    assert not packed_dropout_masks("auto", "cpu", "no") and not packed_dropout_masks("auto", "cuda", "bf16")
+    assert packed_dropout_masks("packed", "cuda", "no") and not packed_dropout_masks("torch", "cpu", "bf16")
+    # No accelerator: float32 on the CPU, where auto keeps torch's masks.
+    for masks, packed in (("auto", False), ("packed", True), ("torch", False)):
         model = tiny_bert()
         build_algorithm(model, Params.from_dict({"algorithm": "anil", "dropout_masks": masks}), None, _Tokenizer())
         assert any(type(m) is PackedDropout for m in model.modules()) is packed

@@ -397,8 +397,9 @@ class Params(ConfigSection):
         help="How dropout draws its random masks while the model trains. 'torch': torch's dropout, one draw of the "
         "generator per element (on a CPU about a third of a bf16 meta-step). 'packed': four elements per 64-bit "
         "draw, in the dropout layers and, through transformers' attention interface, in SDPA attention "
-        "(models/packed_dropout.py); the same keep probability to within 1/131072. 'auto': packed on the CPU, "
-        "torch's on GPUs (whose generator is fast and whose SDPA fuses dropout). Saved models are unchanged.",
+        "(models/packed_dropout.py); the same keep probability to within 1/131072. 'auto': packed on the CPU under "
+        "bf16 (1.19x episodes/s there, 0.80x in float32: BENCHMARKS.md), torch's elsewhere (a GPU's generator is "
+        "fast and its SDPA fuses dropout). Saved models are unchanged.",
     )
     gradient_checkpointing: bool = field(
         False, help="Recompute backbone activations in the backward pass to save memory."

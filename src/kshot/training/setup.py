@@ -195,7 +195,8 @@ def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgori
     if params.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
     device = accelerator.device.type if accelerator is not None else "cpu"
-    if packed_dropout_masks(params.dropout_masks, device):
+    precision = accelerator.mixed_precision if accelerator is not None else "no"
+    if packed_dropout_masks(params.dropout_masks, device, precision):
         from ..models.packed_dropout import use_packed_dropout
 
         use_packed_dropout(model)
@@ -205,12 +206,16 @@ def build_algorithm(model, params: Params, accelerator, tokenizer) -> MetaAlgori
     return cls(model, params, accelerator, pad)
 
 
-def packed_dropout_masks(requested: str, device: str) -> bool:
-    """Whether a model that trains on ``device`` ('cpu', 'cuda', ...) draws packed dropout masks
-    (``params.dropout_masks``): 'auto' on the CPU only, where torch's generator draws one element at a time
-    and SDPA with dropout is unfused anyway; a GPU's generator is fast and its SDPA fuses dropout."""
+def packed_dropout_masks(requested: str, device: str, precision: str) -> bool:
+    """Whether a model that trains on ``device`` ('cpu', 'cuda', ...) in ``precision`` (accelerate's 'no',
+    'bf16', ...) draws packed dropout masks (``params.dropout_masks``).
+
+    'auto': on the CPU under bf16 only. There torch's generator draws one element at a time and SDPA with
+    dropout is unfused anyway: packed ANIL made 1.19x torch's episodes/s. In float32 the matrix products
+    dominate and the eager attention that packed masks need costs more than the masks save (0.80x; both in
+    one run of benchmarks/throughput.py, BENCHMARKS.md). A GPU's generator is fast and its SDPA fuses dropout."""
     if requested == "auto":
-        return device == "cpu"
+        return device == "cpu" and precision == "bf16"
     return requested == "packed"
 
 

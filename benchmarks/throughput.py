@@ -174,8 +174,8 @@ def naive_throughput(
         with torch.no_grad():
             fast(input_ids=enc["input_ids"][k:], attention_mask=enc["attention_mask"][k:])
         outer.zero_grad()
-        for p, q in zip(meta.parameters(), fast.parameters()):
-            p.grad = p.detach() - q.detach()
+        for slow, adapted in zip(meta.parameters(), fast.parameters()):  # not `q`: that is the query size
+            slow.grad = slow.detach() - adapted.detach()
         outer.step()
     return episodes / (time.perf_counter() - t0)
 

@@ -83,8 +83,8 @@ def tiny_run(tmp_path, tiny_model_dir, review_json):
             "seed": 0,
             # float32 on every machine, so that a test's outcome does not follow the CI machine's CPU (auto
             # chooses bf16 where it is native). At init the random tiny BERT's features differ across texts by
-            # less than bf16 resolves: in bf16, anil and metasgd stayed on the 0.5 plateau for 60 steps in 4
-            # of 12 runs (seeds 0-2, both mask kinds), in float32 in none. Tests of bf16 ask for it.
+            # less than bf16 resolves: anil and metasgd (seeds 0-2, both mask kinds) stayed on the 0.5 plateau
+            # for 60 steps in 4 of their 12 bf16 runs, in none of their 12 float32 runs. Tests of bf16 ask for it.
             "mixed_precision": "no",
         }
     )

@@ -86,7 +86,9 @@ def test_a_job_whose_process_dies_is_marked_failed_and_can_be_resumed(live, serv
         # A native crash or the OOM killer: the job's process vanishes without a word.
         os.kill(int(pid), signal.SIGKILL)
         failed = wait_finished(client, attempt["id"], timeout=60)
-        assert failed["status"] == "failed" and failed["error"] == "interrupted"
+        assert failed["status"] == "failed"
+        assert failed["error"].startswith(f"interrupted: its worker ({running['worker']})")
+        assert "resume to continue from the last checkpoint" in failed["error"]
         killed_at = failed["n_steps"]
 
         # Resumed from its last checkpoint (every 2 steps), it goes on with no step missing or repeated.

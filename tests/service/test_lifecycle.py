@@ -30,7 +30,8 @@ def test_start_up_fails_attempts_of_dead_processes_only(tmp_path):
     assert store.get_attempt("orphan").status == "running"
     with TestClient(create_app(settings)) as client:  # runs the app's start-up
         orphan_now = client.get("/attempts/orphan").json()
-        assert orphan_now["status"] == "failed" and orphan_now["error"] == "interrupted"
+        assert orphan_now["status"] == "failed" and orphan_now["error"].startswith("interrupted: its worker (")
+        assert orphan_now["error"].endswith("; resume to continue from the last checkpoint")
         assert client.get("/attempts/alive").json()["status"] == "running"
 
 

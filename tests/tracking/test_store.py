@@ -205,7 +205,9 @@ def test_fail_interrupted_marks_only_dead_runs(store):
 
     assert store.fail_interrupted() == 2
     assert {a.name for a in store.list_attempts(status="failed")[0]} == {"unknown-origin", "crashed"}
-    assert store.get_attempt("crashed").error == "interrupted" and store.get_attempt("crashed").finished_at is not None
+    crashed = store.get_attempt("crashed")
+    assert crashed.error.startswith(f"interrupted: its worker ({crashed.worker}) stopped (no heartbeat for ")
+    assert crashed.error.endswith("; resume to continue from the last checkpoint") and crashed.finished_at is not None
     assert store.get_attempt("alive").status == store.get_attempt("elsewhere").status == "running"
     assert store.get_attempt("just-died").status == "running"  # its lease decides (reap_expired)
     assert store.fail_interrupted() == 0
@@ -224,8 +226,11 @@ def test_fail_process_ends_the_runs_of_one_dead_process(store):
     store.start_attempt(other.id, lease=60)
     store.update_attempt(other.id, worker="elsewhere:1")
     assert store.fail_process(store.get_attempt(mine.id).worker) == 2
-    assert store.get_attempt(mine.id).status == "failed" and store.get_attempt(mine.id).error == "interrupted"
+    ended = store.get_attempt(mine.id)
+    assert ended.status == "failed" and ended.error.startswith(f"interrupted: its worker ({ended.worker}) stopped")
+    assert "its process exited" in ended.error and "resume to continue from the last checkpoint" in ended.error
     assert store.get_attempt(cancelling.id).status == "cancelled"
+    assert store.get_attempt(cancelling.id).error.startswith("cancelled: its worker")
     assert store.get_attempt(other.id).status == "running"
 
 

@@ -443,7 +443,7 @@ class AttemptStore:
             return bool(session.scalar(select(Attempt.cancel_requested).where(Attempt.id == attempt_id)))
 
     def fail_interrupted(self, stale_after: timedelta | None = None) -> int:
-        """Mark 'running' attempts whose process is gone 'failed' (error 'interrupted'); returns how many.
+        """Mark 'running' attempts whose process is gone 'failed' (the error says why and to resume); returns how many.
 
         A run of this host is gone when its pid is not alive; a run of another host (or of unknown
         origin) only when ``stale_after`` is given and it wrote nothing for that long. A leased run
@@ -468,26 +468,33 @@ class AttemptStore:
             if not dead:
                 continue
             same = Attempt.worker.is_(None) if row.worker is None else Attempt.worker == row.worker
-            count += self._end_running(Attempt.id == row.id, same, cancelled=bool(row.cancel_requested), now=now)
+            cancelled = bool(row.cancel_requested)
+            error = _lost_error(row, db_now, cancelled=cancelled)
+            count += self._end_running(Attempt.id == row.id, same, cancelled=cancelled, error=error, now=now)
         return count
 
-    def fail_process(self, worker: str, error: str = "interrupted") -> int:
+    def fail_process(self, worker: str) -> int:
         """End the running attempts of one process known to be dead (``host:pid``, e.g. by its parent,
-        which saw it exit): failed with ``error``, or cancelled when a cancel was asked; returns how many."""
+        which saw it exit): failed, or cancelled when a cancel was asked; returns how many."""
         now = utcnow()
-        return sum(
-            self._end_running(
-                Attempt.worker == worker, Attempt.cancel_requested.is_(cancel), cancelled=cancel, error=error, now=now
+        with self._sessions() as session:
+            rows = list(session.scalars(select(Attempt).where(Attempt.status == "running", Attempt.worker == worker)))
+        count = 0
+        for row in rows:
+            cancelled = bool(row.cancel_requested)
+            error = _lost_error(row, now, cancelled=cancelled, exited=True)
+            count += self._end_running(
+                Attempt.id == row.id, Attempt.worker == worker, cancelled=cancelled, error=error, now=now
             )
-            for cancel in (False, True)
-        )
+        return count
 
-    def _end_running(self, *where, cancelled: bool, now, error: str = "interrupted") -> int:
+    def _end_running(self, *where, cancelled: bool, error: str, now) -> int:
         """End the running attempts matching ``where`` whose process is gone, in one conditional UPDATE:
-        failed with ``error``, or cancelled (a cancel was asked). Returns how many."""
+        failed with ``error``, or cancelled (a cancel was asked). A cancel asked since the caller read the
+        row leaves it running, for the next reconciliation to end cancelled. Returns how many."""
         query = (
             update(Attempt)
-            .where(Attempt.status == "running", *where)
+            .where(Attempt.status == "running", Attempt.cancel_requested.is_(cancelled), *where)
             .values(
                 status="cancelled" if cancelled else "failed",
                 error=error,
@@ -613,10 +620,14 @@ def _expired(row: Attempt, now: datetime) -> bool:
     return row.lease_expires_at is not None and as_utc(row.lease_expires_at) < now
 
 
-def _lost_error(row: Attempt, now: datetime, *, cancelled: bool = False) -> str:
-    """What a user reads on an attempt whose worker stopped renewing its lease, and what to do about it."""
+def _lost_error(row: Attempt, now: datetime, *, cancelled: bool = False, exited: bool = False) -> str:
+    """What a user reads on an attempt whose worker stopped (its lease expired, its process is gone, or
+    its parent saw it ``exited``), and what to do about it. Every way an attempt is ended for a lost
+    worker says the same: which reconciliation got there first is a race, and must not change the message."""
     since = as_utc(row.heartbeat_at) or as_utc(row.started_at)
     silent = f"no heartbeat for {max(0, round((now - since).total_seconds()))} s" if since else "no heartbeat"
+    if exited:
+        silent = f"its process exited; {silent}"
     where = f" ({row.worker})" if row.worker else ""
     again = "resume to continue from the last checkpoint" if row.kind == "train" else "start the test again"
     if cancelled:

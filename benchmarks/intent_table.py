@@ -4,8 +4,9 @@
 
 Each folder holds the runner's results.json ({split: {method: ...}}); the report is each split's table
 and, over the splits given, the mean accuracy per method and setting (with how many splits it covers).
-Then SetFit, paired: it trains per episode, so it runs on the first few episodes of a setting only; kshot's
-algorithms are scored on those same episodes from their per-episode results (``<split>/results.json``).
+Then SetFit (and SetFit with the class names, where it ran), paired: it trains per episode, so it runs on
+the first few episodes of a setting only; kshot's algorithms are scored on those same episodes from their
+per-episode results (``<split>/results.json``).
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ def main() -> None:
         merged.update(json.loads((folder / "results.json").read_text()))
     print(format_new_classes(merged, list(SETTINGS)))
     print("\n**SetFit against kshot on the same episodes** (accuracy, mean over the episodes SetFit ran)\n")
-    print("| split | setting | episodes | SetFit | " + " | ".join(_algorithms(merged)) + " |")
-    print("|---|---|---|---|" + "---|" * len(_algorithms(merged)))
+    print("| split | setting | SetFit | episodes | score | " + " | ".join(_algorithms(merged)) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(_algorithms(merged)))
     for folder in args.folders:
         for split, methods in json.loads((folder / "results.json").read_text()).items():
             runs = json.loads((folder / split / "results.json").read_text())["results"]
-            for setting, mean in (methods.get("setfit", {}).get("settings") or {}).items():
-                n = mean["episodes"]
-                cells = [_first_episodes(runs.get(a), setting, n) for a in _algorithms(merged)]
-                print(f"| {split} | {setting} | {n} | {100 * mean['accuracy']:.1f} | " + " | ".join(cells) + " |")
+            for setfit in ("setfit", "setfit+names"):
+                for setting, mean in (methods.get(setfit, {}).get("settings") or {}).items():
+                    n = mean["episodes"]
+                    cells = [_first_episodes(runs.get(a), setting, n) for a in _algorithms(merged)]
+                    score = f"{100 * mean['accuracy']:.1f}"
+                    print(f"| {split} | {setting} | {setfit} | {n} | {score} | " + " | ".join(cells) + " |")
 
 
 def _algorithms(merged: dict) -> list[str]:

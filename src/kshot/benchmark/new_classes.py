@@ -90,8 +90,9 @@ def run_split(spec: NewClassSpec, name: str, folder: str) -> dict[str, Any]:
             results[algorithm] = _by_setting(r, main)
     for method in spec.baselines:
         results[method] = run_baseline(spec, method, folder, out, names=False)
-        if spec.params.label_names_as_support and method != "setfit":
-            # What the names alone give, without training: the row to beat for a recipe that uses them.
+        if spec.params.label_names_as_support:
+            # What the names alone give, without meta-training: the row to beat for a recipe that uses them
+            # (SetFit too: it trains on each episode's support set, names included, on the same episodes).
             results[f"{method}+names"] = run_baseline(spec, method, folder, out, names=True)
         _write(out / "summary.json", results)  # results.json beside it: the algorithms' per-episode scores
     return results

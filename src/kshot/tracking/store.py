@@ -468,9 +468,7 @@ class AttemptStore:
             if not dead:
                 continue
             same = Attempt.worker.is_(None) if row.worker is None else Attempt.worker == row.worker
-            cancelled = bool(row.cancel_requested)
-            error = _lost_error(row, db_now, cancelled=cancelled)
-            count += self._end_running(Attempt.id == row.id, same, cancelled=cancelled, error=error, now=now)
+            count += self._end_lost(row, same, judged_at=db_now, now=now)
         return count
 
     def fail_process(self, worker: str) -> int:
@@ -479,14 +477,14 @@ class AttemptStore:
         now = utcnow()
         with self._sessions() as session:
             rows = list(session.scalars(select(Attempt).where(Attempt.status == "running", Attempt.worker == worker)))
-        count = 0
-        for row in rows:
-            cancelled = bool(row.cancel_requested)
-            error = _lost_error(row, now, cancelled=cancelled, exited=True)
-            count += self._end_running(
-                Attempt.id == row.id, Attempt.worker == worker, cancelled=cancelled, error=error, now=now
-            )
-        return count
+        return sum(self._end_lost(row, Attempt.worker == worker, judged_at=now, now=now, exited=True) for row in rows)
+
+    def _end_lost(self, row: Attempt, *where, judged_at: datetime, now: datetime, exited: bool = False) -> int:
+        """End ``row``, a running attempt whose worker is gone, if it still matches ``where``: cancelled when
+        a cancel was asked, else failed, with the message every lost worker's attempt gets (``_lost_error``)."""
+        cancelled = bool(row.cancel_requested)
+        error = _lost_error(row, judged_at, cancelled=cancelled, exited=exited)
+        return self._end_running(Attempt.id == row.id, *where, cancelled=cancelled, error=error, now=now)
 
     def _end_running(self, *where, cancelled: bool, error: str, now) -> int:
         """End the running attempts matching ``where`` whose process is gone, in one conditional UPDATE:

@@ -509,8 +509,9 @@ class AttemptStore:
 
         Failed, with an error saying what happened and what to do ("interrupted: its worker stopped
         (no heartbeat for N s); resume ..."), or cancelled when a cancel was asked. Each is one
-        conditional UPDATE: a heartbeat that lands first keeps its attempt running, and of several
-        reconciliations at once each attempt is ended once. ``attempt_id``: only that one.
+        conditional UPDATE: a heartbeat or a cancel that lands first keeps its attempt running (to be
+        ended at the next round), and of several reconciliations at once each attempt is ended once.
+        ``attempt_id``: only that one.
         """
         with self._sessions() as session:
             now = self._now(session)
@@ -520,23 +521,9 @@ class AttemptStore:
             candidates = list(session.scalars(query.order_by(Attempt.id)))
         reaped = []
         for row in candidates:
-            cancelled = bool(row.cancel_requested)
-            values = {
-                "status": "cancelled" if cancelled else "failed",
-                "error": _lost_error(row, now, cancelled=cancelled),
-                "finished_at": utcnow(),
-                "lease_expires_at": None,
-                "updated_at": utcnow(),
-            }
-            with self._sessions.begin() as session:
-                ended = session.execute(
-                    update(Attempt)
-                    .where(Attempt.id == row.id, Attempt.status == "running", Attempt.lease_expires_at < now)
-                    .values(**values)
-                ).rowcount
-            record = self.get_attempt(row.id) if ended else None
-            if record is not None:
-                reaped.append(record)
+            # The lease condition again: a heartbeat that landed since the read keeps its attempt running.
+            if self._end_lost(row, Attempt.lease_expires_at < now, judged_at=now, now=utcnow()):
+                reaped.append(self.get_attempt(row.id))
         return reaped
 
     def queue_again(

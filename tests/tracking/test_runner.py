@@ -109,7 +109,11 @@ def test_interrupted_attempt_resumes_to_completion(tmp_path, tiny_run):
     with pytest.raises(KeyboardInterrupt):
         train_attempt(store, attempt.id, config, params, callbacks=[AtStep(3, ctrl_c)])
     interrupted = store.get_attempt(attempt.id)
-    assert interrupted.status == "failed" and interrupted.error == "interrupted" and interrupted.n_steps == 3
+    assert interrupted.status == "failed" and interrupted.n_steps == 3
+    # What happened and what to do, as for an attempt whose worker was lost.
+    assert interrupted.error == (
+        "interrupted: the run was stopped (Ctrl-C or a signal); resume to continue from the last checkpoint"
+    )
 
     run_training_attempt(store, attempt.id, resume=True)  # from the step-2 checkpoint
     resumed = store.get_attempt(attempt.id)

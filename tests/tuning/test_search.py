@@ -270,6 +270,29 @@ def test_a_second_study_on_the_same_params_does_not_replay_the_firsts_random_dra
     assert second.ask(distributions).params not in drawn
 
 
+def test_a_trial_stopped_by_ctrl_c_is_failed_in_its_study_and_its_attempt_says_how_to_go_on(tmp_path, tiny_run):
+    import optuna
+
+    class CtrlC(optuna.pruners.BasePruner):  # Ctrl-C at the trial's first validation
+        def prune(self, study, trial):
+            raise KeyboardInterrupt
+
+    store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
+    spec = _spec(tiny_run)
+    study = optuna.create_study(storage=optuna_storage(store.url), study_name="c", direction="maximize", pruner=CtrlC())
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(store, study, spec, 0)
+    (attempt,), _ = store.list_attempts(study="c", limit=None)
+    assert attempt.status == "failed" and attempt.n_steps == 3
+    assert attempt.error == (
+        "interrupted: the run was stopped (Ctrl-C or a signal); "
+        "run `kshot tune --study c` again: the study goes on with a new trial"
+    )
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    store.close()
+
+
 def test_a_trial_is_not_pruned_at_its_last_step(tmp_path, tiny_run):
     store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
     spec = _spec(tiny_run, meta_steps=3)  # its one validation (eval_every 3) is its last step

@@ -65,7 +65,7 @@ def recording_failure(store: AttemptStore, attempt_id: int):
     except LeaseLost:
         raise
     except BaseException as err:
-        store.finish_attempt(attempt_id, "failed", error=error_text(err))
+        store.finish_attempt(attempt_id, "failed", error=error_text(err, store.get_attempt(attempt_id)))
         raise
 
 
@@ -85,9 +85,22 @@ class Lease:
         return Heartbeat(store, attempt_id, self.every, self.lease, kill_when_lost=self.kill_when_lost)
 
 
-def error_text(err: BaseException) -> str:
+def interrupted_text(attempt: AttemptRecord | None) -> str:
+    """The error of an attempt stopped by Ctrl-C or a signal, and how to go on: a trial is failed in its study
+    (the study runs a new one), a training run resumes from its checkpoint, a test starts again."""
+    if attempt is not None and attempt.study:
+        again = f"run `kshot tune --study {attempt.study}` again: the study goes on with a new trial"
+    elif attempt is None or attempt.kind == "train":
+        again = "resume to continue from the last checkpoint"
+    else:
+        again = "start the test again"
+    return f"interrupted: the run was stopped (Ctrl-C or a signal); {again}"
+
+
+def error_text(err: BaseException, attempt: AttemptRecord | None = None) -> str:
+    """What an attempt that raised ``err`` says: what happened and, where it helps, what to do."""
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
-        return "interrupted"
+        return interrupted_text(attempt)
     if isinstance(err, KshotError):
         return f"{type(err).__name__}: {err}"
     # An unexpected error: keep the traceback, it is what someone will need to fix it.

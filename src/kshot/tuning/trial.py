@@ -11,7 +11,7 @@ from typing import Any
 from ..config import KshotConfig, Params
 from ..errors import ConfigError
 from ..tracking.heartbeat import LeaseLost
-from ..tracking.runner import Lease, error_text, train_claimed
+from ..tracking.runner import Lease, error_text, interrupted_text, train_claimed
 from ..tracking.store import AttemptStore
 from ..training.callbacks import TrainerCallback
 from ..training.checkpoint import CHECKPOINT_DIR
@@ -112,7 +112,7 @@ def run_claimed_trial(store: AttemptStore, study, space: SearchSpace, attempt, l
         if trial is not None:
             _tell(study, trial, TrialState.FAIL)
         if _running(store, attempt.id):  # interrupted before the runner held it
-            store.finish_attempt(attempt.id, "failed", error="interrupted")
+            store.finish_attempt(attempt.id, "failed", error=interrupted_text(attempt))
         raise
     except Exception as err:
         error = error_text(err)

@@ -1,16 +1,18 @@
 """Report a `kshot tune` study (and a warm-started second one): best value, trials to reach it, pruning.
 
-    python benchmarks/tune_report.py --db sqlite:///kshot_attempts.db anil-arsc [anil-arsc-warm]
+    python benchmarks/tune_report.py --db sqlite:///kshot_attempts.db anil-arsc [anil-arsc-warm] [--steps]
 
 For each study: trials by state, the best value and the trial that reached it, the meta-training wall
 time of its trials and what pruning saved (the steps a pruned trial did not run, at its own rate). With
 a second (warm-started) study: how many of its own trials (warm-start trials not counted) it needed to
-reach the first study's best value, against the first study's count.
+reach the first study's best value, against the first study's count. ``--steps``: a Markdown table of every
+trial, its sampled params and its mean validation accuracy / macro-F1 at each periodic validation.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 
 from kshot.tracking import AttemptStore
 from kshot.tuning import optuna_storage
@@ -30,10 +32,41 @@ def trials_to_reach(trials, value: float) -> int | None:
     return None
 
 
+def validation_by_step(store: AttemptStore, attempt_id: int) -> dict[int, tuple[float, float]]:
+    """Mean validation accuracy (percent; the store keeps a fraction) and macro-F1 over the tasks, at each step."""
+    rows = defaultdict(list)
+    for row in store.evaluations(attempt_id, split="validation"):
+        rows[row.step].append((100 * row.accuracy, row.macro_f1))
+    return {step: tuple(sum(v) / len(v) for v in zip(*values)) for step, values in sorted(rows.items())}
+
+
+def steps_table(store: AttemptStore, study, attempts) -> str:
+    by_name = {a.name: a for a in attempts}
+    trials = sorted(own_trials(study), key=lambda t: t.number)
+    names = sorted({k for t in trials for k in t.params})
+    scored = {t.number: validation_by_step(store, by_name[t.user_attrs["attempt"]].id) for t in trials}
+    steps = sorted({s for v in scored.values() for s in v})
+    lines = [
+        "| trial | " + " | ".join(names) + " | " + " | ".join(f"step {s}" for s in steps) + " | state, wall time |"
+    ]
+    lines.append("|" + "---|" * (len(names) + len(steps) + 2))
+    for t in trials:
+        attempt = by_name[t.user_attrs["attempt"]]
+        values = [f"{t.params[k]:.3g}" if isinstance(t.params.get(k), float) else str(t.params.get(k)) for k in names]
+        cells = [
+            f"{scored[t.number][s][0]:.2f} / {scored[t.number][s][1]:.3f}" if s in scored[t.number] else ""
+            for s in steps
+        ]
+        state = f"{attempt.status}, {attempt.duration_seconds or 0:.0f} s"
+        lines.append(f"| {t.number} | " + " | ".join(values + cells) + f" | {state} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+")
     parser.add_argument("--db", default=None)
+    parser.add_argument("--steps", action="store_true", help="print each trial's validation at every step")
     args = parser.parse_args()
     store = AttemptStore(args.db)
     storage = optuna_storage(store.url)
@@ -58,6 +91,8 @@ def main() -> None:
                 f"  own trials to reach the first study's best ({first_best:.4f}): "
                 f"{trials_to_reach(own_trials(study), first_best)}"
             )
+        if args.steps:
+            print(steps_table(store, study, attempts))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ trial, its sampled params and its mean validation accuracy / macro-F1 at each pe
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 
-from kshot.tracking import AttemptStore
+from kshot.tracking import AttemptStore, means_by_step
 from kshot.tuning import optuna_storage
 from kshot.tuning.search import summarize
 from kshot.tuning.study import open_study
@@ -32,19 +31,14 @@ def trials_to_reach(trials, value: float) -> int | None:
     return None
 
 
-def validation_by_step(store: AttemptStore, attempt_id: int) -> dict[int, tuple[float, float]]:
-    """Mean validation accuracy (percent; the store keeps a fraction) and macro-F1 over the tasks, at each step."""
-    rows = defaultdict(list)
-    for row in store.evaluations(attempt_id, split="validation"):
-        rows[row.step].append((100 * row.accuracy, row.macro_f1))
-    return {step: tuple(sum(v) / len(v) for v in zip(*values)) for step, values in sorted(rows.items())}
-
-
 def steps_table(store: AttemptStore, study, attempts) -> str:
     by_name = {a.name: a for a in attempts}
     trials = sorted(own_trials(study), key=lambda t: t.number)
     names = sorted({k for t in trials for k in t.params})
-    scored = {t.number: validation_by_step(store, by_name[t.user_attrs["attempt"]].id) for t in trials}
+    # Mean validation accuracy (in percent here) and macro-F1 over the tasks, at each step a trial was scored.
+    scored = {
+        t.number: means_by_step(store.evaluations(by_name[t.user_attrs["attempt"]].id, "validation")) for t in trials
+    }
     steps = sorted({s for v in scored.values() for s in v})
     lines = [
         "| trial | " + " | ".join(names) + " | " + " | ".join(f"step {s}" for s in steps) + " | state, wall time |"
@@ -54,7 +48,7 @@ def steps_table(store: AttemptStore, study, attempts) -> str:
         attempt = by_name[t.user_attrs["attempt"]]
         values = [f"{t.params[k]:.3g}" if isinstance(t.params.get(k), float) else str(t.params.get(k)) for k in names]
         cells = [
-            f"{scored[t.number][s][0]:.2f} / {scored[t.number][s][1]:.3f}" if s in scored[t.number] else ""
+            f"{100 * scored[t.number][s][0]:.2f} / {scored[t.number][s][1]:.3f}" if s in scored[t.number] else ""
             for s in steps
         ]
         state = f"{attempt.status}, {attempt.duration_seconds or 0:.0f} s"

@@ -176,10 +176,12 @@ def show(
     typer.echo(_indent(_yaml(attempt.command)))
     if attempt.metrics:
         typer.echo("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in attempt.metrics.items()))
+    from ..tracking import means_by_step
+
     for split in ("validation", "test"):
         rows = store.evaluations(attempt.id, split)
         if split == "validation" and rows:
-            by_step = _means_by_step(rows)
+            by_step = means_by_step(rows)
             typer.echo(
                 "validation (mean over tasks): "
                 + "; ".join(f"step {s}: acc {_pct(a)}, F1 {_num(f)}" for s, (a, f) in by_step.items())
@@ -293,16 +295,6 @@ def _loss_summary(rows) -> str:
         f"; loss {losses[0][1]:.4f} (step {losses[0][0]}) -> {losses[-1][1]:.4f} (step {losses[-1][0]}),"
         f" min {best[1]:.4f} at step {best[0]}"
     )
-
-
-def _means_by_step(rows) -> dict[int, tuple[float, float]]:
-    by_step: dict[int, list] = {}
-    for r in rows:
-        if r.accuracy is not None and r.macro_f1 is not None:
-            by_step.setdefault(r.step, []).append(r)
-    return {
-        s: (sum(r.accuracy for r in rs) / len(rs), sum(r.macro_f1 for r in rs) / len(rs)) for s, rs in by_step.items()
-    }
 
 
 def _yaml(data: Any) -> str:

@@ -3,7 +3,7 @@
 from .callback import TrackingCallback
 from .database import database_url
 from .errors import AttemptError, AttemptExists, AttemptNotFound
-from .records import ATTEMPT_KINDS, ATTEMPT_STATUSES, AttemptRecord, EvaluationRecord, StepRecord
+from .records import ATTEMPT_KINDS, ATTEMPT_STATUSES, AttemptRecord, EvaluationRecord, StepRecord, means_by_step
 from .runner import (
     eval_command,
     evaluate_attempt,
@@ -29,6 +29,7 @@ __all__ = [
     "database_url",
     "eval_command",
     "evaluate_attempt",
+    "means_by_step",
     "new_attempt_name",
     "run_test_attempt",
     "run_training_attempt",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -92,3 +93,14 @@ class EvaluationRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _json_ready(v) for k, v in asdict(self).items()}
+
+
+def means_by_step(rows: Iterable[EvaluationRecord]) -> dict[int, tuple[float, float]]:
+    """Mean accuracy (a fraction) and macro-F1 over the tasks of each step, from rows scoring both."""
+    by_step: dict[int, list[EvaluationRecord]] = {}
+    for r in rows:
+        if r.accuracy is not None and r.macro_f1 is not None:
+            by_step.setdefault(r.step, []).append(r)
+    return {
+        s: (sum(r.accuracy for r in rs) / len(rs), sum(r.macro_f1 for r in rs) / len(rs)) for s, rs in by_step.items()
+    }

@@ -381,11 +381,13 @@ def test_a_worker_starting_after_a_crash_reconciles_and_requeues_a_lost_job(faul
         assert failed.status == "failed" and failed.error.startswith("interrupted"), failed
         said = (f"Attempt host-crash (id {attempt['id']}) ended failed", "processes of this host marked failed")
         wait_for(lambda: any(line in faults.log(worker) for line in said), 10, what="the worker's reconciliation")
+        # The lost job too is the worker's to find (once it is GRACE old): the API, back first, would take it over.
+        requeued = f"Attempt lost-job (id {lost.id}) was queued with no job"
+        wait_for(lambda: requeued in faults.log(worker), GRACE + 10, what="the worker to queue the lost job again")
         faults.restart_server()  # the worker, alone, reconciled: the API may come back
         done = wait_for(lambda: (a := store.get_attempt(lost.id)).status in FINISHED and a, GRACE + 90, what="lost job")
         assert done.status == "completed", done.error
         assert [s.step for s in store.steps(lost.id)] == list(range(1, STEPS + 1))
-        assert f"Attempt lost-job (id {lost.id}) was queued with no job" in faults.log(worker)
         store.close()
 
         with faults.client() as client:

@@ -179,14 +179,33 @@ def test_compare_prints_tasks_side_by_side(project):
 
 def test_unknown_attempt_is_a_clear_error(project):
     _, db = project
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "kshot", "attempts", "show", "nope", "--db", db],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         timeout=300,
     )
     assert proc.returncode == 2 and "No attempt 'nope'" in proc.stderr and "kshot attempts list" in proc.stderr
     result = invoke(["attempts", "compare", "run-a", "--db", db], expect_ok=False)
     assert "at least two attempts" in str(result.exception)
+
+
+def test_reading_the_store_does_not_import_torch(project):
+    """`kshot attempts list | show | compare` only read the store: torch and transformers cost seconds to import
+    (`attempts show` once took 9 s here, 0.7 s of it its own work)."""
+    _, db = project
+    code = (
+        "import sys\n"
+        "from kshot.cli.main import main\n"
+        "for args in (['list'], ['show', 'run-a'], ['show', 'nope'], ['compare', 'run-a', 'ev-b']):\n"
+        f"    sys.argv = ['kshot', 'attempts', *args, '--db', {db!r}]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as stop:\n"
+        "        assert stop.code in (None, 0) or args[-1] == 'nope', (args, stop.code)\n"
+        "    assert 'torch' not in sys.modules and 'transformers' not in sys.modules, args\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "run-a" in proc.stdout and "No attempt 'nope'" in proc.stderr

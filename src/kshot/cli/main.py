@@ -58,14 +58,16 @@ def train(
     db: DbOpt = None,
 ) -> None:
     """Meta-train, keep the best model in output_dir, then evaluate it on the test tasks."""
-    from ..training import format_table
-    from ..training.distributed import launched_rank
-    from ..training.setup import make_accelerator
     from .attempts import stored_configs, tracked_train
-    from .logs import setup_logging
 
     resume_by_name = resume and name and not (config or params or set_ or no_track)
     cfg, prm = stored_configs(name, db) if resume_by_name else _load(config, params, set_)
+    # Only now torch (seconds to import): a mistyped key is reported at once.
+    from ..training import format_table
+    from ..training.distributed import launched_rank
+    from ..training.setup import make_accelerator
+    from .logs import setup_logging
+
     # Logging first (the main process by its launcher rank): making the accelerator logs the precision.
     setup_logging(cfg.logging.log_dir, cfg.logging.level, launched_rank() == 0)
     accelerator = make_accelerator(prm)
@@ -99,6 +101,8 @@ def evaluate(
     db: DbOpt = None,
 ) -> None:
     """Few-shot protocol on the test tasks: adapt on each support set, score its query set."""
+    cfg, _ = _load(config, None, [s for s in (set_ or []) if s.startswith("config.")])
+    overrides = _param_overrides(set_)
     from ..training import evaluate_model, format_table
     from ..training.distributed import launched_rank
     from ..training.fewshot import saved_params
@@ -106,8 +110,6 @@ def evaluate(
     from .attempts import tracked_evaluate
     from .logs import setup_logging
 
-    cfg, _ = _load(config, None, [s for s in (set_ or []) if s.startswith("config.")])
-    overrides = _param_overrides(set_)
     setup_logging(cfg.logging.log_dir, cfg.logging.level, launched_rank() == 0)
     accelerator = make_accelerator(saved_params(model, overrides), training=False)
     if not accelerator.is_main_process:

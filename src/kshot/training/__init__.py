@@ -15,15 +15,16 @@ _EXPORTS = {
     "evaluate_model": ".fewshot",
     "predict_texts": ".fewshot",
     "evaluate_tasks": ".evaluation",
-    "format_table": ".evaluation",
+    "format_table": ".metrics",
 }
 
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from .callbacks import TrainerCallback, TrainerControl
-    from .evaluation import evaluate_tasks, format_table
+    from .evaluation import evaluate_tasks
     from .fewshot import adapt_model, evaluate_model, predict_texts
+    from .metrics import format_table
     from .trainer import MetaTrainer, TrainResult
 
 

@@ -85,13 +85,3 @@ def evaluate_tasks(
         local = {k: v for part in gathered for k, v in part.items()}
     ordered = {t.name: local[t.name] for t in tasks}
     return {"tasks": ordered, "mean": summarize(ordered)}
-
-
-def format_table(results: dict, title: str = "") -> str:
-    rows = [f"{'task':<28} {'accuracy':>9} {'macro-F1':>9} {'n':>6}"]
-    for name, m in results["tasks"].items():
-        rows.append(f"{name:<28} {100 * m['accuracy']:>9.2f} {m['macro_f1']:>9.3f} {m.get('n_query', 0):>6}")
-    mean = results.get("mean", {})
-    if mean:
-        rows.append(f"{'mean':<28} {100 * mean['accuracy']:>9.2f} {mean['macro_f1']:>9.3f}")
-    return (title + "\n" if title else "") + "\n".join(rows)

@@ -42,3 +42,14 @@ def summarize(tasks: dict[str, dict[str, float]]) -> dict[str, float]:
         out[f"{k}_ci95"] = confidence_95(values)
     out["tasks"] = len(tasks)
     return out
+
+
+def format_table(results: dict, title: str = "") -> str:
+    """Per-task accuracy (percent) and macro-F1, and their mean: what `kshot evaluate` and `attempts show` print."""
+    rows = [f"{'task':<28} {'accuracy':>9} {'macro-F1':>9} {'n':>6}"]
+    for name, m in results["tasks"].items():
+        rows.append(f"{name:<28} {100 * m['accuracy']:>9.2f} {m['macro_f1']:>9.3f} {m.get('n_query', 0):>6}")
+    mean = results.get("mean", {})
+    if mean:
+        rows.append(f"{'mean':<28} {100 * mean['accuracy']:>9.2f} {mean['macro_f1']:>9.3f}")
+    return (title + "\n" if title else "") + "\n".join(rows)

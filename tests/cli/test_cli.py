@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from kshot.cli.main import app
 
 from .. import synthetic
+from ..torch_free import run_without_torch
 
 KSHOT = Path(sys.executable).with_name("kshot")
 
@@ -256,19 +257,8 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path):
 def test_a_config_mistake_is_reported_before_torch_is_imported(tmp_path):
     """torch and transformers take seconds to import: a mistyped key must not wait for them."""
     (tmp_path / "bad.yaml").write_text("data:\n  pth: x\n")
-    code = (
-        "import sys\n"
-        "from kshot.cli.main import main\n"
-        "for args in (['train', '-c', 'bad.yaml'], ['evaluate', '--model', 'm', '-c', 'bad.yaml']):\n"
-        "    sys.argv = ['kshot', *args]\n"
-        "    try:\n"
-        "        main()\n"
-        "    except SystemExit as stop:\n"
-        "        assert stop.code == 2, (args, stop.code)\n"
-        "    assert 'torch' not in sys.modules, args\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    bad = [(["train", "-c", "bad.yaml"], 2), (["evaluate", "--model", "m", "-c", "bad.yaml"], 2)]
+    proc = run_without_torch(bad, cwd=tmp_path)
     assert proc.stderr.count("Unknown key 'data.pth'") == 2
 
 

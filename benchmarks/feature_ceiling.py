@@ -20,6 +20,7 @@ a diagnosis, never a way to choose hyperparameters.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -33,7 +34,7 @@ from kshot.data.tokenization import length_sorted_batches
 from kshot.models import load_model, load_tokenizer
 from kshot.training.evaluation import adapted_logits, score_task, task_classes
 from kshot.training.fewshot import saved_params
-from kshot.training.setup import build_algorithm, build_tasks
+from kshot.training.setup import build_algorithm, build_tasks, make_accelerator
 
 COLUMNS = ("adapted", "fixed", "best_threshold", "query_cv")
 
@@ -62,7 +63,7 @@ def head_features(model, task: FixedTask, batch_size: int, pad_token_id: int) ->
         for idx, batch in length_sorted_batches(task.query, batch_size, pad_token_id):
             batch.pop("labels")
             captured.clear()
-            model(**batch)
+            model(**{k: v.to(model.device) for k, v in batch.items()})
             out[idx] = captured[0].float().numpy()
     finally:
         hook.remove()
@@ -118,8 +119,8 @@ def task_row(algorithm, task: FixedTask, params, pad_token_id: int) -> dict[str,
     model = algorithm.model
     x = head_features(model, task, params.eval_batch_size, pad_token_id)
     head = linear_head(model)
-    weight = head.weight.detach().float().numpy()
-    bias = head.bias.detach().float().numpy() if head.bias is not None else np.zeros(weight.shape[0], np.float32)
+    weight = head.weight.detach().float().cpu().numpy()
+    bias = head.bias.detach().float().cpu().numpy() if head.bias is not None else np.zeros(weight.shape[0], np.float32)
     margin = x @ (weight[classes[1]] - weight[classes[0]]) + (bias[classes[1]] - bias[classes[0]])
     return {
         "adapted": adapted,
@@ -144,7 +145,10 @@ def main() -> None:
     params = saved_params(args.model)
     tokenizer = load_tokenizer(args.model)
     tasks = build_tasks(load_config(args.config), params, tokenizer, with_training=False)
-    algorithm = build_algorithm(load_model(args.model, tasks.collection.label_names), params, None, tokenizer)
+    # float32 on the run's device (a GPU where there is one): the ceiling of the features, not of a precision.
+    params = dataclasses.replace(params, mixed_precision="no")
+    accelerator = make_accelerator(params, training=False)
+    algorithm = build_algorithm(load_model(args.model, tasks.collection.label_names), params, accelerator, tokenizer)
     algorithm.load_pretrained(args.model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = {task.name: task_row(algorithm, task, params, pad) for task in tasks.test}

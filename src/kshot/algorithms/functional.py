@@ -31,6 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ModelError
+from .loss_scale import NO_SCALING, LossScaler
 
 ParamDict = dict[str, torch.Tensor]
 Batch = dict[str, torch.Tensor]
@@ -185,6 +186,7 @@ def inner_loop(
     checkpointed: bool = False,
     autocast: Callable[[], Any] = contextlib.nullcontext,
     loss_fn: Callable[[ParamDict, Any, bool], torch.Tensor] | None = None,
+    scaler: LossScaler = NO_SCALING,
 ) -> tuple[ParamDict, list[float]]:
     """Adapt ``params`` with one inner step per batch; returns (θ′, the loss of every step).
 
@@ -194,7 +196,8 @@ def inner_loop(
     every step. ``track_meta=False``: θ′ is not needed as a function of θ (adaptation at test time),
     so each step starts from detached weights and no graph is kept. ``loss_fn(params, batch,
     double_backward)``: the step's loss (default: the model's cross-entropy on the batch; anil
-    passes a loss of the head alone on features computed once).
+    passes a loss of the head alone on features computed once). ``scaler``: fp16's loss scale; a step
+    whose gradients overflow is taken again at a lower scale (see loss_scale.py).
     """
     if loss_fn is None:
 
@@ -210,13 +213,18 @@ def inner_loop(
     for i, batch in enumerate(batches):
         keep = second_order(i) if callable(second_order) else second_order
         keep = keep and track_meta
-        with autocast():
-            loss = loss_fn(current, batch, keep)
-        # retain_graph while tracking: a first-order step's graph can share a part later steps still need
-        # (a new-class head built from support features); it is freed with the step's loss all the same.
-        grads = torch.autograd.grad(
-            loss, [current[n] for n in names], create_graph=keep, retain_graph=track_meta, allow_unused=True
-        )
+
+        def step_gradients() -> tuple[torch.Tensor, Sequence[torch.Tensor | None]]:
+            with autocast():
+                loss = loss_fn(current, batch, keep)
+            # retain_graph while tracking: a first-order step's graph can share a part later steps still need
+            # (a new-class head built from support features); it is freed with the step's loss all the same.
+            targets = [current[n] for n in names]
+            return loss, torch.autograd.grad(
+                scaler.scale(loss), targets, create_graph=keep, retain_graph=track_meta, allow_unused=True
+            )
+
+        loss, grads = scaler.gradients(step_gradients, names)
         grads = {n: torch.zeros_like(current[n]) if g is None else g for n, g in zip(names, grads)}
         if max_grad_norm is not None:
             grads = clip_by_total_norm(grads, max_grad_norm)
@@ -243,11 +251,14 @@ def query_gradients(
     wrt: Sequence[torch.Tensor],
     checkpointed: bool = False,
     autocast: Callable[[], Any] = contextlib.nullcontext,
+    scaler: LossScaler = NO_SCALING,
 ) -> tuple[list[torch.Tensor], float]:
-    """The meta-gradient of one task: ∂ L(θ′, query) / ∂ ``wrt`` (zeros where ``wrt`` is unused)."""
+    """The meta-gradient of one task: ∂ L(θ′, query) / ∂ ``wrt`` (zeros where ``wrt`` is unused).
+
+    Under fp16 (``scaler`` enabled) the gradients may hold inf: the caller checks and skips the step."""
     with autocast():
         loss = loss_of(model, adapted, query, checkpointed=checkpointed)
-    grads = torch.autograd.grad(loss, list(wrt), allow_unused=True)
+    grads = scaler.unscale(torch.autograd.grad(scaler.scale(loss), list(wrt), allow_unused=True))
     return [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)], float(loss.detach())
 
 

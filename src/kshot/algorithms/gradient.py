@@ -37,6 +37,7 @@ from .functional import (
     trainable_names,
 )
 from .heads import episode_head
+from .loss_scale import LossScaler
 from .shared_state import sum_across_processes
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class GradientMetaLearner(ParamDictAlgorithm):
         if self.new_classes:
             self._check_new_class_head()
         self.update = make_inner_update(params.inner_optimizer)
+        # fp16 only: the inner loop's and the query's gradients are taken of a scaled loss (loss_scale.py).
+        self.loss_scaler = LossScaler.for_accelerator(accelerator)
         self.adapted: ParamDict | None = None
         groups = self.outer_groups()
         self.outer_optimizer = torch.optim.Adam(groups)
@@ -183,6 +186,7 @@ class GradientMetaLearner(ParamDictAlgorithm):
             max_grad_norm=p.max_grad_norm,
             checkpointed=self.checkpointed,
             autocast=lambda: autocast(self.accelerator),
+            scaler=self.loss_scaler,
         )
 
     def meta_gradients(
@@ -207,7 +211,7 @@ class GradientMetaLearner(ParamDictAlgorithm):
             adapted, losses = self.inner(ep.support, self.params.inner_steps, ep.seed, track_meta=True)
             query = to_device(collate(ep.query.input_ids, self.pad_token_id, ep.query.labels), self.device)
             grads, loss = query_gradients(
-                self.model, adapted, query, wrt, self.checkpointed, lambda: autocast(self.accelerator)
+                self.model, adapted, query, wrt, self.checkpointed, lambda: autocast(self.accelerator), self.loss_scaler
             )
             torch._foreach_add_(total, grads)
             stats += torch.tensor([loss, 1.0, sum(losses), len(losses)], dtype=stats.dtype, device=self.device)
@@ -224,6 +228,16 @@ class GradientMetaLearner(ParamDictAlgorithm):
     ) -> dict[str, float]:
         """One Adam step on the mean meta-gradient; ``loss`` is the query loss after adaptation."""
         grads, metrics = self.meta_gradients(episodes, total_tasks)
+        if self.loss_scaler.enabled:
+            # fp16: a meta-gradient that overflowed is not applied (every process holds the same sum, so all
+            # skip together); the next step tries at half the scale.
+            finite = self.loss_scaler.finite(grads)
+            self.loss_scaler.update(finite)
+            metrics["loss_scale"] = self.loss_scaler.value
+            if not finite:
+                logger.info("fp16: the meta-gradient overflowed; step skipped, loss scale %g.", self.loss_scaler.value)
+                self.reset()
+                return metrics
         for tensor, grad in zip(self.meta_tensors(), grads):
             tensor.grad = grad
         for group in self.outer_optimizer.param_groups:
@@ -245,6 +259,7 @@ class GradientMetaLearner(ParamDictAlgorithm):
         return {
             "meta": [p.detach().cpu().clone() for p in self.model.parameters()],
             "outer_optimizer": self.outer_optimizer.state_dict(),
+            **({"loss_scale": self.loss_scaler.state_dict()} if self.loss_scaler.enabled else {}),
             **self.extra_state(),
         }
 
@@ -256,5 +271,6 @@ class GradientMetaLearner(ParamDictAlgorithm):
             self.outer_optimizer.load_state_dict(state["outer_optimizer"])
             for group in self.outer_optimizer.param_groups:
                 group.setdefault("base_lr", group["lr"])
+        self.loss_scaler.load_state_dict(state.get("loss_scale"))
         self.load_extra_state(state)
         self.reset()

@@ -8,6 +8,7 @@ import torch
 from ..data import TaskExamples
 from .base import autocast, support_batches, to_device
 from .functional import cross_entropy
+from .loss_scale import LossScaler
 
 
 def make_inner_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -31,24 +32,36 @@ def train_steps(
     max_grad_norm: float | None = None,
     accelerator=None,
     parameters=None,
+    scaler: LossScaler | None = None,
 ) -> float:
-    """Train ``model`` in place for ``steps`` steps on ``support``; returns the mean training loss."""
+    """Train ``model`` in place for ``steps`` steps on ``support``; returns the mean training loss.
+
+    ``scaler``: fp16's loss scale (default: the accelerator's, fresh for the task); a step whose gradients
+    overflow is taken again at a lower scale."""
     if steps == 0:
         return float("nan")
     params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
     opt = make_inner_optimizer(optimizer, params, lr)
     model.train()
     losses = []
+    scaler = scaler or LossScaler.for_accelerator(accelerator)
     for batch in support_batches(support, steps, batch_size, pad_token_id, generator):
         batch = to_device(batch, device)
         labels = batch.pop("labels")
-        with autocast(accelerator):
-            logits = model(**batch).logits
-        # Our own cross-entropy, not the model's loss: that one follows config.num_labels, and a new-class
-        # model (one meta-learned row, a task's N-row head in its place) would be read as a regression.
-        loss = cross_entropy(logits, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+
+        def step_gradients(batch=batch, labels=labels):
+            with autocast(accelerator):
+                logits = model(**batch).logits
+            # Our own cross-entropy, not the model's loss: that one follows config.num_labels, and a new-class
+            # model (one meta-learned row, a task's N-row head in its place) would be read as a regression.
+            loss = cross_entropy(logits, labels)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            return loss, [p.grad for p in params]
+
+        loss, grads = scaler.gradients(step_gradients, ["the model"])
+        for p, g in zip(params, grads):
+            p.grad = g
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()

@@ -34,6 +34,7 @@ from .base import NEW_CLASSES_KEY, MetaAlgorithm, full_precision, reduce_mean
 from .embedding import embed_task, encode_ids
 from .heads import linear_head, prototypes
 from .inner_loop import make_inner_optimizer
+from .loss_scale import LossScaler
 from .shared_state import ParameterState, sum_across_processes
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class MetricAlgorithm(MetaAlgorithm):
             groups.append({"params": scorer_params, "lr": params.scorer_lr})
         self.optimizer = torch.optim.Adam(groups)
         self.base_lrs = [g["lr"] for g in groups]
+        self.loss_scaler = LossScaler.for_accelerator(accelerator)  # fp16 only (loss_scale.py)
         self.support: dict[str, torch.Tensor] | None = None
         self.prototypes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.finetuned = False
@@ -151,7 +153,7 @@ class MetricAlgorithm(MetaAlgorithm):
                 continue
             loss, acc = self._episode_loss(support, query)
             # Divided by the tasks of all processes: after the sum across processes, the mean.
-            (loss / total_tasks).backward()
+            self.loss_scaler.scale(loss / total_tasks).backward()
             losses.append(float(loss.detach()))
             accs.append(float(acc))
         self._outer_update(lr_scale)
@@ -163,7 +165,15 @@ class MetricAlgorithm(MetaAlgorithm):
     def _outer_update(self, lr_scale: float) -> None:
         # Every process steps with the same summed gradient, so all hold identical parameters.
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.trainable]
-        grads = sum_across_processes(self.accelerator, grads)
+        grads = self.loss_scaler.unscale(sum_across_processes(self.accelerator, grads))
+        if self.loss_scaler.enabled:
+            # fp16: an overflowed gradient is not applied (all processes hold the same sum and skip together).
+            finite = self.loss_scaler.finite(grads)
+            self.loss_scaler.update(finite)
+            if not finite:
+                logger.info("fp16: the gradient overflowed; step skipped, loss scale now %g.", self.loss_scaler.value)
+                self.optimizer.zero_grad(set_to_none=True)
+                return
         for p, g in zip(self.trainable, grads):
             p.grad = g
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
@@ -259,6 +269,7 @@ class MetricAlgorithm(MetaAlgorithm):
         rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         opt = make_inner_optimizer(p.inner_optimizer, self.trainable, p.inner_lr)
+        scaler = LossScaler.for_accelerator(self.accelerator)
         self.model.train()
         losses = []
         for _ in range(steps):
@@ -266,9 +277,16 @@ class MetricAlgorithm(MetaAlgorithm):
             if not len(q):
                 logger.warning("metric_finetune: every class has a single support example; no fine-tuning.")
                 return {"steps": 0}
-            loss, _ = self._episode_loss(s, q)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+
+            def step_gradients(s=s, q=q):
+                loss, _ = self._episode_loss(s, q)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                return loss, [t.grad for t in self.trainable]
+
+            loss, grads = scaler.gradients(step_gradients, ["the encoder"])
+            for t, g in zip(self.trainable, grads):
+                t.grad = g
             if p.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.trainable, p.max_grad_norm)
             opt.step()
@@ -320,13 +338,17 @@ class MetricAlgorithm(MetaAlgorithm):
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
-        return {"meta": [m.cpu() for m in self.state.meta], "outer_optimizer": self.optimizer.state_dict()}
+        state = {"meta": [m.cpu() for m in self.state.meta], "outer_optimizer": self.optimizer.state_dict()}
+        if self.loss_scaler.enabled:
+            state["loss_scale"] = self.loss_scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             torch._foreach_copy_(self.state.meta, [m.to(self.device) for m in state["meta"]])
         if state.get("outer_optimizer"):
             self.optimizer.load_state_dict(state["outer_optimizer"])
+        self.loss_scaler.load_state_dict(state.get("loss_scale"))
         self.reset()
 
     def initial_state(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..data import Episode, collate
 from .base import autocast, to_device
+from .loss_scale import refuse_unscaled_fp16
 from .reptile import Reptile
 from .shared_state import sum_across_processes
 
@@ -58,6 +59,7 @@ class Transfer(Reptile):
         self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
     ) -> dict[str, float]:
         p = self.params
+        refuse_unscaled_fp16(self.accelerator, self.name)
         ids = [x for ep in episodes for part in (ep.support, ep.query) for x in part.input_ids]
         if self.new_classes and episodes and self.pool_head is None:
             self._make_pool_head(episodes[0].pool_classes)

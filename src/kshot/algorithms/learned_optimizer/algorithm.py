@@ -26,6 +26,7 @@ from ..adapted_params import ParamDictAlgorithm
 from ..base import reduce_mean, support_batches, to_device
 from ..functional import params_of, trainable_names
 from ..heads import episode_head
+from ..loss_scale import refuse_unscaled_fp16
 from ..shared_state import sum_across_processes
 from ..task_head import TaskHead
 from .network import LearnedOptimizer, LoptConfig
@@ -159,6 +160,7 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
         self, episodes: Sequence[Episode], step: int, total_tasks: int, lr_scale: float = 1.0
     ) -> dict[str, float]:
         p = self.params
+        refuse_unscaled_fp16(self.accelerator, self.name)
         self.model.train()
         init_grads = [torch.zeros_like(t) for t in self.meta.values()]
         lopt_grads = [torch.zeros_like(t) for t in self.lopt.parameters()]

@@ -338,3 +338,35 @@ def test_anil_prototype_head_leaves_a_class_without_support_examples_at_the_meta
     torch.testing.assert_close(head["classifier.weight"][1], model.classifier.weight[1])
     torch.testing.assert_close(head["classifier.bias"][1], model.classifier.bias[1])
     torch.testing.assert_close(head["classifier.weight"][0], model.classifier.weight[0] + 2 * features.mean(0))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "changes"),
+    [
+        ("maml", {"inner_optimizer": "sgd", "inner_lr": 0.5}),
+        ("maml", {"inner_optimizer": "adam", "inner_lr": 0.05}),
+        ("maml", {"inner_optimizer": "adam", "inner_lr": 0.05, "second_order_steps": 2}),  # first steps first-order
+        ("maml", {"inner_optimizer": "sgd", "inner_lr": 0.5, "max_grad_norm": 0.05}),  # clipping in the graph
+        ("metasgd", {"inner_optimizer": "sgd", "inner_lr": 0.5}),  # learned rates get their gradient too
+    ],
+)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_recomputed_second_order_steps_give_the_one_graph_meta_gradient(algorithm, changes, dropout):
+    """gradient_checkpointing runs each second-order step again in the backward pass (one step's graph held at
+    a time): the meta-gradient, query loss and support losses are those of the one-graph path, dropout masks
+    included (each step re-drawn from its saved random state)."""
+    ep = episode(seed=6)
+    results = []
+    for checkpointed in (False, True):
+        alg = build(
+            algorithm, tiny_bert(dropout=dropout), inner_steps=3, gradient_checkpointing=checkpointed, **changes
+        )
+        assert alg.recomputes_steps() == checkpointed
+        torch.manual_seed(123)
+        grads, metrics = alg.meta_gradients([ep], total_tasks=1)
+        results.append((flat(grads), metrics))
+    (reference, ref_metrics), (value, metrics) = results
+    assert torch.allclose(value, reference, rtol=1e-9, atol=1e-12)
+    assert metrics["loss"] == pytest.approx(ref_metrics["loss"], rel=1e-12)
+    assert metrics["support_loss"] == pytest.approx(ref_metrics["support_loss"], rel=1e-12)
+    assert float(reference.norm()) > 0

@@ -170,3 +170,14 @@ def test_a_checkpoint_saved_on_cuda_resumes_on_the_cpu(tiny_run, tmp_path, monke
     full.train()
     for a, b in zip(resumed.algorithm.state_dict()["meta"], full.algorithm.state_dict()["meta"]):
         assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
+
+
+@pytest.mark.parametrize("algorithm", ["transfer", "learned_optimizer"])
+def test_meta_training_without_a_loss_scale_refuses_fp16(tiny_model_dir, algorithm):
+    from kshot.errors import ConfigError
+
+    accelerator = cuda_accelerator("fp16")
+    params = Params.from_dict({"algorithm": algorithm, "inner_steps": 1, "inner_batch_size": 8})
+    alg = get_algorithm(algorithm)(tiny(tiny_model_dir).to(accelerator.device), params, accelerator, 0)
+    with pytest.raises(ConfigError, match="fp16 loss scaling"):
+        alg.meta_step(episodes(1), 0, 1)

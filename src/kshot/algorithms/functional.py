@@ -276,3 +276,141 @@ def logits_in_batches(
             out = torch.zeros(n, logits.shape[1])
         out[torch.as_tensor(idx)] = logits
     return out if out is not None else torch.zeros(0, num_labels)
+
+
+# ---------------------------------------------------------------------------------------- memory-bounded second order
+def rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The default generators' state (CPU, and the GPU's when ``device`` is one): dropout masks re-drawn alike."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def set_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _state_tensors(state: Any) -> list[torch.Tensor]:
+    """The tensors of an inner update's state, in a fixed order (Adam: m then v; SGD: none)."""
+    if isinstance(state, dict):
+        return [t for key in sorted(state) for t in _state_tensors(state[key])]
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return []
+
+
+def _with_state_tensors(state: Any, tensors: Iterable[torch.Tensor]) -> Any:
+    it = iter(tensors)
+
+    def rebuild(s: Any) -> Any:
+        if isinstance(s, dict):
+            return {key: rebuild(s[key]) for key in sorted(s)}
+        return next(it) if isinstance(s, torch.Tensor) else s
+
+    return rebuild(state)
+
+
+def recomputed_meta_gradients(
+    model: torch.nn.Module,
+    start: ParamDict,
+    batches: Sequence[Batch],
+    lr: LearningRate,
+    update: InnerUpdate,
+    query: Batch,
+    wrt: Sequence[torch.Tensor],
+    second_order: Callable[[int], bool] | bool = True,
+    max_grad_norm: float | None = None,
+    checkpointed: bool = False,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+    scaler: LossScaler = NO_SCALING,
+) -> tuple[list[torch.Tensor], float, list[float]]:
+    """The meta-gradient of :func:`inner_loop` + :func:`query_gradients` (every weight adapted), in the memory
+    of one inner step: (∂ L_query(θ′) / ∂ ``wrt``, the query loss, the support losses).
+
+    Keeping the graph of every second-order step holds ``steps`` double-backward graphs at once. Here the inner
+    loop first runs without a graph, keeping only each step's input weights, update state and random-number
+    state; then, from the query gradient backwards, each step is run again from detached copies of its inputs,
+    with its graph, and the adjoint of its output is pulled back through it (reverse mode with recomputation,
+    as the learned optimizer's checkpointed unroll does). ``start`` may be a function of ``wrt`` (a new-class
+    head built from support features): the adjoint of θ₀ is pulled back through it at the end. The same
+    gradients as the one-graph path, up to rounding (tests/algorithms/test_gradient_invariants.py).
+    """
+    device = next(iter(start.values())).device
+    names = list(start)
+    keep = second_order if callable(second_order) else (lambda _i: bool(second_order))
+    lr_tensors = list(lr.values()) if isinstance(lr, dict) else []
+    extra = [w for w in wrt if any(w is t for t in lr_tensors)]  # meta-tensors the steps use besides θ
+
+    def step(i: int, current: ParamDict, state: Any, lr: LearningRate, graph: bool):
+        def step_gradients():
+            with autocast():
+                loss = loss_of(model, current, batches[i], double_backward=graph, checkpointed=checkpointed)
+            return loss, torch.autograd.grad(scaler.scale(loss), [current[n] for n in names], create_graph=graph)
+
+        loss, grads = scaler.gradients(step_gradients, names)
+        grads = dict(zip(names, grads))
+        if max_grad_norm is not None:
+            grads = clip_by_total_norm(grads, max_grad_norm)
+        new, state = update(current, grads, lr, state)
+        return new, state, loss.detach()
+
+    # 1. Forward without graphs, keeping each step's inputs.
+    current = {n: p.detach() for n, p in start.items()}
+    state = update.init_state(current)
+    saved, losses = [], []
+    for i in range(len(batches)):
+        saved.append((current, state, rng_state(device)))
+        leaves = {n: p.requires_grad_() for n, p in ((n, p.detach()) for n, p in current.items())}
+        current, state, loss = step(i, leaves, state, _detached(lr), graph=False)
+        current = {n: p.detach() for n, p in current.items()}
+        state = _with_state_tensors(state, [t.detach() for t in _state_tensors(state)])
+        losses.append(loss)
+    end_rng = rng_state(device)
+
+    # 2. The query gradient at θ′.
+    final = {n: p.requires_grad_() for n, p in current.items()}
+    with autocast():
+        query_loss = loss_of(model, final, query, checkpointed=checkpointed)
+    adj = list(scaler.unscale(torch.autograd.grad(scaler.scale(query_loss), list(final.values()))))
+    adj_state: list[torch.Tensor | None] = [None] * len(_state_tensors(state))
+    extra_grads = [torch.zeros_like(w) for w in extra]
+
+    # 3. Backwards through the steps, each run again with its graph.
+    for i in reversed(range(len(batches))):
+        p_in, s_in, rng = saved[i]
+        set_rng_state(rng, device)
+        graph = keep(i)
+        leaves = {n: p.detach().requires_grad_() for n, p in p_in.items()}
+        s_leaves = [t.detach().requires_grad_(graph) for t in _state_tensors(s_in)]
+        out, s_out, _ = step(i, leaves, _with_state_tensors(s_in, s_leaves), lr, graph=graph)
+        outs, grads_out = [], []
+        for o, a in zip(list(out.values()) + _state_tensors(s_out), adj + adj_state):
+            if a is not None and o.requires_grad:
+                outs.append(o)
+                grads_out.append(a)
+        inputs = list(leaves.values()) + [t for t in s_leaves if t.requires_grad] + extra
+        pulled = torch.autograd.grad(outs, inputs, grads_out, allow_unused=True)
+        adj = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves.values(), pulled)]
+        it = iter(pulled[len(leaves) :])
+        adj_state = [next(it) if t.requires_grad else None for t in s_leaves]
+        for acc, g in zip(extra_grads, pulled[len(pulled) - len(extra) :] if extra else []):
+            if g is not None:
+                acc.add_(g)
+    set_rng_state(end_rng, device)
+
+    # 4. Through the start (θ₀ = θ, or a head built from θ), to ``wrt``.
+    starts = [start[n] for n in names]
+    linked = [(s, a) for s, a in zip(starts, adj) if s.requires_grad]
+    grads = (
+        torch.autograd.grad([s for s, _ in linked], list(wrt), [a for _, a in linked], allow_unused=True)
+        if linked
+        else [None] * len(wrt)
+    )
+    out = [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)]
+    for j, w in enumerate(wrt):
+        for e, g in zip(extra, extra_grads):
+            if w is e:
+                out[j] = out[j] + g
+    support_losses = torch.stack(losses).float().cpu().tolist() if losses else []
+    return out, float(query_loss.detach()), support_losses

@@ -34,6 +34,7 @@ from .functional import (
     make_inner_update,
     params_of,
     query_gradients,
+    recomputed_meta_gradients,
     trainable_names,
 )
 from .heads import episode_head
@@ -54,9 +55,9 @@ class GradientMetaLearner(ParamDictAlgorithm):
         if self.checkpointed:
             # Hugging Face's per-layer checkpointing recomputes with the module's own weights, not θ′;
             # the functional forward pass is checkpointed as a whole instead (functional.logits_of).
-            # That drops the forward activations of the query pass and of first-order inner steps; the
-            # graph that second-order steps keep for the double backward stays, so their memory is
-            # bounded with second_order_steps / first_order instead.
+            # That drops the forward activations of the query pass and of first-order inner steps. Second-order
+            # steps over the whole model (maml, metasgd) are recomputed one at a time in the backward pass
+            # (recomputes_steps), so one step's double-backward graph is held instead of every step's.
             disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
             disable()
         self.names = trainable_names(model)
@@ -189,6 +190,41 @@ class GradientMetaLearner(ParamDictAlgorithm):
             scaler=self.loss_scaler,
         )
 
+    def recomputes_steps(self) -> bool:
+        """With gradient checkpointing, second-order steps over the whole model are recomputed one at a time in
+        the backward pass (functional.recomputed_meta_gradients), so memory holds one step's graph, not all."""
+        p = self.params
+        return self.checkpointed and p.inner_steps > 0 and not p.first_order and self.adapt_names() is None
+
+    def recomputed_gradients(
+        self, support: TaskExamples, query: dict[str, torch.Tensor], seed: int, wrt: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], float, list[float]]:
+        """One task's meta-gradient by :func:`~.functional.recomputed_meta_gradients`: the inner loop of
+        :meth:`inner` (same batches, same random numbers), differentiated step by step."""
+        p = self.params
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        batches = [
+            to_device(b, self.device)
+            for b in support_batches(support, p.inner_steps, p.inner_batch_size, self.pad_token_id, rng)
+        ]
+        self.model.train()
+        start = self.with_task_head(self.meta, support, track_meta=True) if self.new_classes else self.meta
+        return recomputed_meta_gradients(
+            self.model,
+            start,
+            batches,
+            self.inner_lr(),
+            self.update,
+            query,
+            wrt,
+            second_order=self.second_order(p.inner_steps),
+            max_grad_norm=p.max_grad_norm,
+            checkpointed=self.checkpointed,
+            autocast=lambda: autocast(self.accelerator),
+            scaler=self.loss_scaler,
+        )
+
     def meta_gradients(
         self, episodes: Sequence[Episode], total_tasks: int
     ) -> tuple[list[torch.Tensor], dict[str, float]]:
@@ -208,11 +244,20 @@ class GradientMetaLearner(ParamDictAlgorithm):
                     f"{self.name} learns from the query loss after adaptation, but the episodes have no query examples;"
                     " set params.k_query to 1 or more."
                 )
-            adapted, losses = self.inner(ep.support, self.params.inner_steps, ep.seed, track_meta=True)
             query = to_device(collate(ep.query.input_ids, self.pad_token_id, ep.query.labels), self.device)
-            grads, loss = query_gradients(
-                self.model, adapted, query, wrt, self.checkpointed, lambda: autocast(self.accelerator), self.loss_scaler
-            )
+            if self.recomputes_steps():
+                grads, loss, losses = self.recomputed_gradients(ep.support, query, ep.seed, wrt)
+            else:
+                adapted, losses = self.inner(ep.support, self.params.inner_steps, ep.seed, track_meta=True)
+                grads, loss = query_gradients(
+                    self.model,
+                    adapted,
+                    query,
+                    wrt,
+                    self.checkpointed,
+                    lambda: autocast(self.accelerator),
+                    self.loss_scaler,
+                )
             torch._foreach_add_(total, grads)
             stats += torch.tensor([loss, 1.0, sum(losses), len(losses)], dtype=stats.dtype, device=self.device)
         *total, stats = sum_across_processes(self.accelerator, total + [stats])

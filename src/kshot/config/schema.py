@@ -402,7 +402,10 @@ class Params(ConfigSection):
         "fast and its SDPA fuses dropout). Saved models are unchanged.",
     )
     gradient_checkpointing: bool = field(
-        False, help="Recompute backbone activations in the backward pass to save memory."
+        False,
+        help="Recompute backbone activations in the backward pass to save memory. maml/metasgd with second-order "
+        "steps: each inner step is also run again in the backward pass, so one step's double-backward graph is held "
+        "at a time instead of every step's (the same meta-gradient, one more forward and backward pass per step).",
     )
     # Metric-based algorithms (protonet, matchnet, relationnet, siamese).
     distance: Literal["euclidean", "cosine"] = field(

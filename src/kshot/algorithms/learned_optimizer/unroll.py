@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base import autocast
-from ..functional import loss_of
+from ..functional import loss_of, rng_state, set_rng_state
 from .network import LearnedOptimizer
 
 Batch = dict[str, torch.Tensor]
@@ -114,17 +114,6 @@ def query_loss(loss_fn: LossFn, params: Params, batches: Sequence[tuple[Batch, f
 
 
 # ---------------------------------------------------------------------------------------------------
-def _rng_state(device: torch.device):
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state, device: torch.device) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
 def _leaves(params: Params, slots: Slots, slots_need_grad: bool) -> tuple[Params, Slots]:
     params = {n: p.detach().requires_grad_() for n, p in params.items()}
     slots = {n: tuple(s.detach().requires_grad_(slots_need_grad) for s in ss) for n, ss in slots.items()}
@@ -237,22 +226,22 @@ def meta_gradients(
     else:
         saved = []
         for first, last in zip(bounds, ends):
-            saved.append((params, slots, _rng_state(device)))
+            saved.append((params, slots, rng_state(device)))
             with torch.no_grad():
                 params, slots, _ = run_segment(params, slots, first, last, track=False)
         final = {n: p.detach().requires_grad_() for n, p in params.items()}
         q = query_loss(loss_fn, final, query)
-        end_rng = _rng_state(device)  # where the generator would be without recomputation
+        end_rng = rng_state(device)  # where the generator would be without recomputation
         adj_params = list(torch.autograd.grad(q, list(final.values())))
         adj_slots: list = [None] * len(_flat({}, slots))
         for (p_in, s_in, rng), first, last in reversed(list(zip(saved, bounds, ends))):
-            _set_rng_state(rng, device)
+            set_rng_state(rng, device)
             leaf_params, leaf_slots = _leaves(p_in, s_in, slots_need_grad)
             out_params, out_slots, path = run_segment(leaf_params, leaf_slots, first, last, track=True)
             adj_params, adj_slots = pull_back(
                 leaf_params, leaf_slots, out_params, out_slots, path, adj_params, adj_slots
             )
-        _set_rng_state(end_rng, device)
+        set_rng_state(end_rng, device)
         mean_support = sum(losses) / max(steps, 1)
     init_grads = None
     if want_init:

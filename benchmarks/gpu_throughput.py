@@ -104,6 +104,7 @@ def measure(tasks, tokenizer, name: str, params, seconds: float, warmup: int, co
 
     accelerator = make_accelerator(params)
     device = accelerator.device
+    torch.manual_seed(params.seed)  # the new classification head: the same in every run
     model = load_model(resolve_model_name(None), tasks.collection.label_names)
     algo = build_algorithm(model, params, accelerator, tokenizer)
     sampler, batch = tasks.sampler, params.meta_batch_size

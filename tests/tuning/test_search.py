@@ -317,3 +317,43 @@ def test_processes_joining_one_study_draw_distinct_trials_and_a_study_replays(tm
     again = optuna_storage(f"sqlite:///{tmp_path / 'b.db'}")
     replay, _ = open_study(again, "shared", spec)
     assert [replay.ask(distributions).params for _ in range(2)] == [a.params, b.params]
+
+
+@pytest.mark.parametrize(("prune_after", "pruned_at"), [(0, 100), (100, 200), (200, 300), (300, None)])
+def test_prune_after_keeps_the_early_validations_from_pruning(prune_after, pruned_at):
+    """The median pruner with prune_after: a trial below the first trial's values is pruned only at a validation
+    after that step (the ARSC searches' step-100 macro-F1 judged a 400-step schedule at a quarter of its length)."""
+    import optuna
+
+    from kshot.tuning.study import make_pruner
+
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", prune_after))
+    first = study.ask()
+    for step in (100, 200, 300):
+        first.report(0.8, step)
+    study.tell(first, 0.8)
+    second = study.ask()
+    pruned = None
+    for step in (100, 200, 300):
+        second.report(0.5, step)
+        if second.should_prune():
+            pruned = step
+            break
+    assert pruned == pruned_at
+
+
+def test_prune_after_is_bounded_stored_with_the_study_and_must_match_to_continue(tmp_path, tiny_run):
+    config, params = tiny_run
+    space = SearchSpace.from_dict(SPACE, params)
+    for bad in (-1, 10**7, 2.5, True):
+        with pytest.raises(ConfigError, match="prune_after"):
+            StudySpec(config, params, space, "median", bad)
+    spec = StudySpec(config, params, space, "median", 100)
+    assert StudySpec.from_dict(spec.to_dict()).prune_after == 100
+    from kshot.tuning.study import open_study
+
+    storage = optuna_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    study, _ = open_study(storage, "warmup", spec)
+    assert study.pruner._n_warmup_steps == 101  # Optuna prunes from that step on
+    with pytest.raises(ConfigError, match="prune_after"):
+        open_study(storage, "warmup", StudySpec(config, params, space, "median", 0))

@@ -34,6 +34,12 @@ def tune(
     pruner: Annotated[
         str, typer.Option("--pruner", help="Prune from the periodic validation: median, halving or none.")
     ] = "median",
+    prune_after: Annotated[
+        int,
+        typer.Option(
+            "--prune-after", help="Prune no trial at a validation up to this outer step (0: from the first one)."
+        ),
+    ] = 0,
     warm_start: Annotated[
         bool,
         typer.Option("--warm-start", help="Add the store's completed attempts on the same problem as trials first."),
@@ -59,7 +65,7 @@ def tune(
     spec = None
     if given:
         cfg, prm = _load(config, params, set_)
-        spec = StudySpec(cfg, prm, SearchSpace.load(space, prm), pruner)
+        spec = StudySpec(cfg, prm, SearchSpace.load(space, prm), pruner, prune_after)
     known = spec or stored_spec(storage, study)
     logs = known.config.logging if known is not None else LoggingConfig()
     setup_logging(logs.log_dir, logs.level)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..config import KshotConfig, Params
-from ..errors import ConfigError, unknown_choice
+from ..errors import ConfigError, shown, unknown_choice
 from ..tracking.heartbeat import lease_timing
 from ..tracking.records import FINISHED_STATUSES
 from ..tracking.store import NAME_PATTERN, AttemptStore
@@ -25,6 +25,7 @@ MAX_TRIALS = 10_000
 SPEC_WAIT_SECONDS = 15.0  # an empty study's spec, written by its creator just after the study: see stored_spec
 SPEC_POLL_SECONDS = 0.2
 MAX_STUDY_NAME = 100  # trial attempts are named <study>-trial-<NNNN>, within the store's 128
+MAX_PRUNE_AFTER = 1_000_000  # outer steps (params.meta_steps' own bound)
 
 
 @dataclass
@@ -35,10 +36,17 @@ class StudySpec:
     params: Params
     space: SearchSpace
     pruner: str = "median"
+    prune_after: int = 0
+    """No trial is pruned at a validation before or at this outer step (the pruner's warm-up): with
+    eval_every 100, 100 prunes from the second validation on. 0: from the first."""
 
     def __post_init__(self) -> None:
         if self.pruner not in PRUNERS:
             raise ConfigError(unknown_choice("pruner", self.pruner, PRUNERS))
+        if isinstance(self.prune_after, bool) or not isinstance(self.prune_after, int):
+            raise ConfigError(f"prune_after must be a whole number of outer steps, not {shown(self.prune_after)}.")
+        if not 0 <= self.prune_after <= MAX_PRUNE_AFTER:
+            raise ConfigError(f"prune_after is {self.prune_after}; use 0 to {MAX_PRUNE_AFTER:,} outer steps.")
         if self.params.eval_every <= 0:
             raise ConfigError(
                 "kshot tune scores and prunes trials on the periodic validation: set params.eval_every above 0 "
@@ -53,6 +61,7 @@ class StudySpec:
             "params": self.params.to_dict(),
             "space": self.space.to_dict(),
             "pruner": self.pruner,
+            "prune_after": self.prune_after,
         }
 
     @classmethod
@@ -63,6 +72,7 @@ class StudySpec:
             params,
             SearchSpace.from_dict(data["space"], params),
             data.get("pruner", "median"),
+            data.get("prune_after", 0),  # studies stored before it existed pruned from the first validation
         )
 
 
@@ -79,16 +89,19 @@ def trial_attempt_name(study: str, slot: int) -> str:
     return f"{study}-trial-{slot:04d}"
 
 
-def make_pruner(name: str):
+def make_pruner(name: str, prune_after: int = 0):
+    """The study's pruner; ``prune_after``: the outer steps before which (and at which) none is pruned."""
     import optuna
 
     if name == "median":
-        # From the second trial on, at every validation: on a 2-core CPU one ARSC trial takes 10-40 minutes,
-        # so a second unprunable one would spend a third of a 90-minute search, and a run that has collapsed
-        # (every review called negative) shows it at its first validation.
-        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+        # From the second trial on: on a 2-core CPU one ARSC trial takes 10-40 minutes, so a second unprunable
+        # one would spend a third of a 90-minute search. At every validation after prune_after (0: the first,
+        # where a run that has collapsed, every review called negative, already shows it).
+        # Optuna prunes from step n_warmup_steps on; prune_after's own step is spared too.
+        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=prune_after + 1 if prune_after else 0)
     if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        # Its first rung at the first validation after prune_after.
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=prune_after + 1 if prune_after else "auto")
     return optuna.pruners.NopPruner()
 
 
@@ -131,7 +144,9 @@ def open_study(storage, name: str, spec: StudySpec | None):
         given, kept = (spec.to_dict() if spec is not None else None), stored.to_dict()
         if given is not None and _canonical(given) != _canonical(kept):
             changed = [
-                k for k in ("config", "params", "space", "pruner") if _canonical(given[k]) != _canonical(kept[k])
+                k
+                for k in ("config", "params", "space", "pruner", "prune_after")
+                if _canonical(given[k]) != _canonical(kept[k])
             ]
             raise ConfigError(
                 f"Study '{name}' was made with another {', '.join(changed)}. Continue it with the same files (or "
@@ -146,7 +161,7 @@ def open_study(storage, name: str, spec: StudySpec | None):
         study_name=name,
         direction="maximize",
         sampler=sampler,
-        pruner=make_pruner(spec.pruner),
+        pruner=make_pruner(spec.pruner, spec.prune_after),
         load_if_exists=True,
     )
     if SPEC_ATTR not in study.user_attrs:

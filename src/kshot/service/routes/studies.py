@@ -100,6 +100,7 @@ def get_study(name: StudyName, storage: StorageDep) -> StudyPublic:
         name=name,
         metric=str((spec.get("params") or {}).get("select_metric", "")),
         pruner=str(spec.get("pruner", "")),
+        prune_after=int(spec.get("prune_after", 0)),
         space=spec.get("space") or {},
         best=None
         if best is None

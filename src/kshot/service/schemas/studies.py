@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...tuning.study import MAX_PRUNE_AFTER
 from .attempts import AttemptPublic
 from .common import finite_or_none
 from .jobs import CONFIG_DOC, ConfigBody, ParamsBody, reject_non_finite
@@ -36,6 +37,9 @@ class TuneRequest(BaseModel):
     )
     n_trials: int = Field(10, ge=1, le=MAX_TRIALS_PER_REQUEST, description="Trials to queue on the workers.")
     pruner: Literal["median", "halving", "none"] = "median"
+    prune_after: int = Field(
+        0, ge=0, le=MAX_PRUNE_AFTER, description="Prune no trial at a validation up to this outer step (0: none)."
+    )
     warm_start: bool = Field(False, description="Add the store's completed attempts on the same problem first.")
 
     @field_validator("space")
@@ -91,6 +95,7 @@ class StudyPublic(BaseModel):
     name: str
     metric: str
     pruner: str
+    prune_after: int = Field(0, description="No trial is pruned at a validation up to this outer step.")
     space: dict[str, Any]
     best: dict[str, Any] | None = None
     trials: list[TrialPublic]

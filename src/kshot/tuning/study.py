@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..config import KshotConfig, Params
+from ..config.schema import OUTER_STEPS
 from ..errors import ConfigError, shown, unknown_choice
 from ..tracking.heartbeat import lease_timing
 from ..tracking.records import FINISHED_STATUSES
@@ -25,7 +26,7 @@ MAX_TRIALS = 10_000
 SPEC_WAIT_SECONDS = 15.0  # an empty study's spec, written by its creator just after the study: see stored_spec
 SPEC_POLL_SECONDS = 0.2
 MAX_STUDY_NAME = 100  # trial attempts are named <study>-trial-<NNNN>, within the store's 128
-MAX_PRUNE_AFTER = 1_000_000  # outer steps (params.meta_steps' own bound)
+MAX_PRUNE_AFTER = OUTER_STEPS.high  # outer steps: params.meta_steps' own bound
 
 
 @dataclass

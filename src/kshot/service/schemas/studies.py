@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...tuning.study import MAX_PRUNE_AFTER
+from ...config.schema import OUTER_STEPS
 from .attempts import AttemptPublic
 from .common import finite_or_none
 from .jobs import CONFIG_DOC, ConfigBody, ParamsBody, reject_non_finite
@@ -38,7 +38,7 @@ class TuneRequest(BaseModel):
     n_trials: int = Field(10, ge=1, le=MAX_TRIALS_PER_REQUEST, description="Trials to queue on the workers.")
     pruner: Literal["median", "halving", "none"] = "median"
     prune_after: int = Field(
-        0, ge=0, le=MAX_PRUNE_AFTER, description="Prune no trial at a validation up to this outer step (0: none)."
+        0, ge=0, le=OUTER_STEPS.high, description="Prune no trial at a validation up to this outer step (0: none)."
     )
     warm_start: bool = Field(False, description="Add the store's completed attempts on the same problem first.")
 

@@ -15,7 +15,7 @@ steps keep their graph) and :meth:`outer_groups` (what the outer Adam optimizes,
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -164,17 +164,25 @@ class GradientMetaLearner(ParamDictAlgorithm):
     def meta_tensors(self) -> list[torch.Tensor]:
         return [t for group in self.outer_optimizer.param_groups for t in group["params"]]
 
-    def inner(self, support: TaskExamples, steps: int, seed: int, track_meta: bool) -> tuple[ParamDict, list[float]]:
-        """θ′ after ``steps`` inner steps on ``support``; its randomness (batch order, dropout) is ``seed``'s."""
-        p = self.params
+    def inner_inputs(
+        self, support: TaskExamples, steps: int, seed: int, track_meta: bool
+    ) -> tuple[Iterator[dict[str, torch.Tensor]], ParamDict]:
+        """The support batches of ``steps`` inner steps and the starting weights (a new-class task's own head).
+        ``seed`` sets the randomness: the batches' order and, from here on, the dropout masks."""
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         batches = (
             to_device(b, self.device)
-            for b in support_batches(support, steps, p.inner_batch_size, self.pad_token_id, rng)
+            for b in support_batches(support, steps, self.params.inner_batch_size, self.pad_token_id, rng)
         )
         self.model.train()
         start = self.with_task_head(self.meta, support, track_meta) if self.new_classes else self.meta
+        return batches, start
+
+    def inner(self, support: TaskExamples, steps: int, seed: int, track_meta: bool) -> tuple[ParamDict, list[float]]:
+        """θ′ after ``steps`` inner steps on ``support``; its randomness (batch order, dropout) is ``seed``'s."""
+        p = self.params
+        batches, start = self.inner_inputs(support, steps, seed, track_meta)
         return inner_loop(
             self.model,
             start,
@@ -202,18 +210,11 @@ class GradientMetaLearner(ParamDictAlgorithm):
         """One task's meta-gradient by :func:`~.functional.recomputed_meta_gradients`: the inner loop of
         :meth:`inner` (same batches, same random numbers), differentiated step by step."""
         p = self.params
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        batches = [
-            to_device(b, self.device)
-            for b in support_batches(support, p.inner_steps, p.inner_batch_size, self.pad_token_id, rng)
-        ]
-        self.model.train()
-        start = self.with_task_head(self.meta, support, track_meta=True) if self.new_classes else self.meta
+        batches, start = self.inner_inputs(support, p.inner_steps, seed, track_meta=True)
         return recomputed_meta_gradients(
             self.model,
             start,
-            batches,
+            list(batches),
             self.inner_lr(),
             self.update,
             query,

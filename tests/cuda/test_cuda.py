@@ -105,7 +105,6 @@ def episodes(n: int = 2):
 def test_mixed_precision_meta_gradients_on_cuda_agree_with_float32(tiny_model_dir, precision, algorithm, changes):
     """Autocast episodes on the GPU; fp16 with its loss scale (the CPU's bf16 error is about 1 %)."""
     params = Params.from_dict({"algorithm": algorithm, "inner_steps": 3, "inner_batch_size": 8, **changes})
-    base = tiny(tiny_model_dir)
     results = {}
     for p in ("no", precision):
         accelerator = cuda_accelerator(p)
@@ -113,7 +112,6 @@ def test_mixed_precision_meta_gradients_on_cuda_agree_with_float32(tiny_model_di
         assert alg.loss_scaler.enabled == (p == "fp16")
         grads, metrics = alg.meta_gradients(episodes(), total_tasks=2)
         results[p] = (flat(grads).double().cpu(), metrics["loss"])
-    del base
     (reference, reference_loss), (value, loss) = results["no"], results[precision]
     assert bool(torch.isfinite(value).all())
     assert relative_error(value, reference) < 0.05

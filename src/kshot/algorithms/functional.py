@@ -361,7 +361,7 @@ def recomputed_meta_gradients(
     saved, losses = [], []
     for i in range(len(batches)):
         saved.append((current, state, rng_state(device)))
-        leaves = {n: p.requires_grad_() for n, p in ((n, p.detach()) for n, p in current.items())}
+        leaves = {n: p.detach().requires_grad_() for n, p in current.items()}
         current, state, loss = step(i, leaves, state, _detached(lr), graph=False)
         current = {n: p.detach() for n, p in current.items()}
         state = _with_state_tensors(state, [t.detach() for t in _state_tensors(state)])

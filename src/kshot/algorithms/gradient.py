@@ -274,16 +274,12 @@ class GradientMetaLearner(ParamDictAlgorithm):
     ) -> dict[str, float]:
         """One Adam step on the mean meta-gradient; ``loss`` is the query loss after adaptation."""
         grads, metrics = self.meta_gradients(episodes, total_tasks)
+        applies = self.loss_scaler.step_applies(grads)  # fp16: an overflowed meta-gradient is skipped
         if self.loss_scaler.enabled:
-            # fp16: a meta-gradient that overflowed is not applied (every process holds the same sum, so all
-            # skip together); the next step tries at half the scale.
-            finite = self.loss_scaler.finite(grads)
-            self.loss_scaler.update(finite)
             metrics["loss_scale"] = self.loss_scaler.value
-            if not finite:
-                logger.info("fp16: the meta-gradient overflowed; step skipped, loss scale %g.", self.loss_scaler.value)
-                self.reset()
-                return metrics
+        if not applies:
+            self.reset()
+            return metrics
         for tensor, grad in zip(self.meta_tensors(), grads):
             tensor.grad = grad
         for group in self.outer_optimizer.param_groups:

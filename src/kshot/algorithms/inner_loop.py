@@ -49,19 +49,14 @@ def train_steps(
         batch = to_device(batch, device)
         labels = batch.pop("labels")
 
-        def step_gradients(batch=batch, labels=labels):
+        def step_loss(batch=batch, labels=labels):
             with autocast(accelerator):
                 logits = model(**batch).logits
             # Our own cross-entropy, not the model's loss: that one follows config.num_labels, and a new-class
             # model (one meta-learned row, a task's N-row head in its place) would be read as a regression.
-            loss = cross_entropy(logits, labels)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            return loss, [p.grad for p in params]
+            return cross_entropy(logits, labels)
 
-        loss, grads = scaler.gradients(step_gradients, ["the model"])
-        for p, g in zip(params, grads):
-            p.grad = g
+        loss = scaler.backward(step_loss, params, lambda: opt.zero_grad(set_to_none=True))
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()

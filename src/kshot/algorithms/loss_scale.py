@@ -20,12 +20,15 @@ scaler is then disabled and every method is the identity.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from ..errors import ConfigError, ModelError
+
+logger = logging.getLogger(__name__)
 
 INIT_SCALE = 2.0**16
 GROWTH_INTERVAL = 2000
@@ -95,6 +98,35 @@ class LossScaler:
         else:
             self.back_off()
             self.skipped_steps += 1
+
+    def step_applies(self, grads: Iterable[torch.Tensor | None]) -> bool:
+        """Whether an outer step on these (unscaled, summed across processes) gradients goes ahead: always in
+        float32/bf16; under fp16 only if they are finite, else the step is skipped and the scale halved. Every
+        process holds the same sum, so all decide alike."""
+        if not self.enabled:
+            return True
+        finite = self.finite(grads)
+        self.update(finite)
+        if not finite:
+            logger.info("fp16: the gradient overflowed; step skipped, loss scale now %g.", self.value)
+        return finite
+
+    def backward(
+        self, compute_loss: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], zero_grad: Callable[[], None]
+    ) -> torch.Tensor:
+        """One ``backward`` step's gradients into ``params``' ``.grad``, unscaled; returns the loss. ``compute_loss``
+        runs the forward pass; ``zero_grad`` clears the gradients before each try (an overflow is tried again)."""
+
+        def compute():
+            loss = compute_loss()
+            zero_grad()
+            self.scale(loss).backward()
+            return loss, [p.grad for p in params]
+
+        loss, grads = self.gradients(compute, [f"{len(params)} parameters"])
+        for p, g in zip(params, grads):
+            p.grad = g
+        return loss
 
     def back_off(self) -> None:
         self.value *= self.backoff_factor

@@ -166,14 +166,9 @@ class MetricAlgorithm(MetaAlgorithm):
         # Every process steps with the same summed gradient, so all hold identical parameters.
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.trainable]
         grads = self.loss_scaler.unscale(sum_across_processes(self.accelerator, grads))
-        if self.loss_scaler.enabled:
-            # fp16: an overflowed gradient is not applied (all processes hold the same sum and skip together).
-            finite = self.loss_scaler.finite(grads)
-            self.loss_scaler.update(finite)
-            if not finite:
-                logger.info("fp16: the gradient overflowed; step skipped, loss scale now %g.", self.loss_scaler.value)
-                self.optimizer.zero_grad(set_to_none=True)
-                return
+        if not self.loss_scaler.step_applies(grads):  # fp16: an overflowed gradient is skipped
+            self.optimizer.zero_grad(set_to_none=True)
+            return
         for p, g in zip(self.trainable, grads):
             p.grad = g
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
@@ -277,16 +272,9 @@ class MetricAlgorithm(MetaAlgorithm):
             if not len(q):
                 logger.warning("metric_finetune: every class has a single support example; no fine-tuning.")
                 return {"steps": 0}
-
-            def step_gradients(s=s, q=q):
-                loss, _ = self._episode_loss(s, q)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                return loss, [t.grad for t in self.trainable]
-
-            loss, grads = scaler.gradients(step_gradients, ["the encoder"])
-            for t, g in zip(self.trainable, grads):
-                t.grad = g
+            loss = scaler.backward(
+                lambda s=s, q=q: self._episode_loss(s, q)[0], self.trainable, lambda: opt.zero_grad(set_to_none=True)
+            )
             if p.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.trainable, p.max_grad_norm)
             opt.step()

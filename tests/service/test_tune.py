@@ -31,6 +31,9 @@ def test_a_study_runs_its_trials_on_the_worker_and_is_shown(live, service_data):
         assert {t["attempt"] for t in study["trials"]} == {t["name"] for t in queued}
         assert study["best"]["value"] == max(t["value"] for t in study["trials"])
         assert all(t["intermediate"] for t in study["trials"])  # the periodic validation, as reported
+        assert study["prune_by"] == "progress"  # the default: reported at per mille of meta_steps, shown at steps
+        first = next(t for t in study["trials"] if t["attempt"] == done[0]["name"])
+        assert [step for step, _ in first["intermediate"]] == sorted({e["step"] for e in evaluations})
         listed = {s["name"]: s for s in client.get("/studies").json()["studies"]}
         assert listed["svc-study"]["counts"] == {"complete": 2}
 

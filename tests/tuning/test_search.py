@@ -125,7 +125,8 @@ def test_a_pruned_trial_is_an_attempt_with_status_pruned_keeping_its_steps(tmp_p
     attempt = store.get_attempt(outcome.attempt)
     assert attempt.status == "pruned" and attempt.n_steps == 3 and len(store.steps(attempt.id)) == 3
     assert study.trials[0].state == optuna.trial.TrialState.PRUNED
-    assert study.trials[0].intermediate_values == {3: pytest.approx(outcome.value)}
+    # Reported at its share of the schedule (prune_by progress, the default): step 3 of 6 is 500 per mille.
+    assert study.trials[0].intermediate_values == {500: pytest.approx(outcome.value)}
     # What pruning saved: the 3 steps of 6 it did not run, at its own rate.
     from kshot.tuning.search import summarize
 
@@ -158,6 +159,12 @@ def test_warm_start_adds_past_attempts_on_the_same_problem_once(tmp_path, tiny_r
     warm = [t for t in study.trials if t.user_attrs.get("warm_start")]
     assert sorted(t.value for t in warm) == pytest.approx(sorted(o.value for o in first.outcomes))
     assert {t.user_attrs["attempt"] for t in warm} == {o.attempt for o in first.outcomes}
+    # With their validations as the first study's trials reported them, so the pruner can judge new trials by them.
+    reported = {
+        t.user_attrs["attempt"]: t.intermediate_values
+        for t in optuna.load_study(study_name="first", storage=storage).trials
+    }
+    assert all(t.intermediate_values == pytest.approx(reported[t.user_attrs["attempt"]]) for t in warm)
     # Continuing with --warm-start again adds nothing twice.
     assert warm_start(store, study, spec).added == 0
     store.close()
@@ -348,7 +355,7 @@ def test_prune_after_is_bounded_stored_with_the_study_and_must_match_to_continue
     for bad in (-1, 10**8, 2.5, True):
         with pytest.raises(ConfigError, match="prune_after"):
             StudySpec(config, params, space, "median", bad)
-    spec = StudySpec(config, params, space, "median", 100)
+    spec = StudySpec(config, params, space, "median", 100, "step")
     assert StudySpec.from_dict(spec.to_dict()).prune_after == 100
     from kshot.tuning.study import open_study
 
@@ -356,4 +363,64 @@ def test_prune_after_is_bounded_stored_with_the_study_and_must_match_to_continue
     study, _ = open_study(storage, "warmup", spec)
     assert study.pruner._n_warmup_steps == 101  # Optuna prunes from that step on
     with pytest.raises(ConfigError, match="prune_after"):
-        open_study(storage, "warmup", StudySpec(config, params, space, "median", 0))
+        open_study(storage, "warmup", StudySpec(config, params, space, "median", 0, "step"))
+
+
+@pytest.mark.parametrize(("prune_by", "pruned_at"), [("step", 200), ("progress", None)])
+def test_prune_by_progress_judges_a_long_schedule_at_the_same_fraction_of_a_short_one(prune_by, pruned_at):
+    """A 200-step trial completed (0.70 at step 100, 0.80 at its last, 200); a 400-step trial at 0.75 by step 200.
+    By step, its step 200 is judged against the short trial's final value and pruned (the late-pruning ARSC
+    search stopped every long trial so); by progress, against the short one's halfway value, and it runs on."""
+    import optuna
+
+    from kshot.tuning.study import make_pruner, outer_step, reported_step
+
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", 0, prune_by))
+    short = study.ask()
+    for step, value in ((100, 0.70), (200, 0.80)):
+        short.report(value, reported_step(prune_by, step, 200))
+    study.tell(short, 0.80)
+    long, pruned = study.ask(), None
+    for step, value in ((100, 0.60), (200, 0.75), (300, 0.78)):
+        long.report(value, reported_step(prune_by, step, 400))
+        if step > 100 and long.should_prune():  # its step 100 (a quarter) has no like in the short trial
+            pruned = step
+            break
+    assert pruned == pruned_at
+    assert [outer_step(prune_by, k, 400) for k in sorted(long.storage.get_trial(long._trial_id).intermediate_values)][
+        :2
+    ] == [100, 200]
+
+
+def test_prune_by_is_checked_stored_and_reports_per_mille_of_the_trials_schedule(tmp_path, tiny_run):
+    """A real trial under prune_by progress reports its validations at per mille of its meta_steps; prune_after
+    (outer steps) still holds; a study continued with the other prune_by is refused; old specs read as step."""
+    from kshot.tuning.study import open_study
+
+    config, params = tiny_run
+    space = SearchSpace.from_dict(SPACE, params)
+    with pytest.raises(ConfigError, match="prune_by"):
+        StudySpec(config, params, space, "median", 0, "fraction")
+    spec = StudySpec(config, params, space, "median", 0, "progress")
+    stored = spec.to_dict()
+    assert StudySpec.from_dict(stored).prune_by == "progress"
+    del stored["prune_by"]
+    assert StudySpec.from_dict(stored).prune_by == "step"  # a study stored before prune_by compared steps
+
+    store = AttemptStore(f"sqlite:///{tmp_path / 'a.db'}")
+    storage = optuna_storage(store.url)
+    study, _ = open_study(storage, "progress", spec)
+    outcome = run_trial(store, study, spec, 0)
+    assert outcome.state == "complete"
+    steps = sorted({e.step for e in store.evaluations(store.get_attempt(outcome.attempt).id, "validation")})
+    meta_steps = params.meta_steps
+    reported = sorted(study.trials[0].intermediate_values)
+    assert reported == [round(1000 * s / meta_steps) for s in steps] and reported[-1] == 1000
+    with pytest.raises(ConfigError, match="prune_by"):
+        open_study(storage, "progress", StudySpec(config, params, space, "median", 0, "step"))
+
+    # prune_after counts outer steps under progress too: a pruner that prunes every report spares step 3 of 6.
+    spared = StudySpec(config, params, space, "median", 3, "progress")
+    outcome = run_trial(store, _pruning_at_every_report(store, "spared", spared), spared, 0)
+    assert outcome.state == "complete"
+    store.close()

@@ -40,6 +40,13 @@ def tune(
             "--prune-after", help="Prune no trial at a validation up to this outer step (0: from the first one)."
         ),
     ] = 0,
+    prune_by: Annotated[
+        str,
+        typer.Option(
+            "--prune-by",
+            help="Compare trials at the same fraction of their meta_steps (progress) or at the same outer step (step).",
+        ),
+    ] = "progress",
     warm_start: Annotated[
         bool,
         typer.Option("--warm-start", help="Add the store's completed attempts on the same problem as trials first."),
@@ -65,7 +72,7 @@ def tune(
     spec = None
     if given:
         cfg, prm = _load(config, params, set_)
-        spec = StudySpec(cfg, prm, SearchSpace.load(space, prm), pruner, prune_after)
+        spec = StudySpec(cfg, prm, SearchSpace.load(space, prm), pruner, prune_after, prune_by)
     known = spec or stored_spec(storage, study)
     logs = known.config.logging if known is not None else LoggingConfig()
     setup_logging(logs.log_dir, logs.level)

@@ -75,6 +75,6 @@ def _new_spec(body: TuneRequest, settings: ServiceSettings) -> StudySpec:
     if "lopt_path" in space.names:
         raise InvalidReference(BODY + ("space",), "lopt_path is a path, not a value to search.")
     try:
-        return StudySpec(config, params, space, body.pruner, body.prune_after)
+        return StudySpec(config, params, space, body.pruner, body.prune_after, body.prune_by)
     except ConfigError as err:
         raise InvalidReference(BODY + ("params",), str(err)) from None

@@ -21,6 +21,8 @@ from .space import SearchSpace
 logger = logging.getLogger(__name__)
 
 PRUNERS = ("median", "halving", "none")
+PRUNE_BY = ("progress", "step")
+PROGRESS_SCALE = 1000  # prune_by progress reports each validation at its per mille of the trial's meta_steps
 SPEC_ATTR = "kshot"  # the study's user attribute holding its TuneSpec
 MAX_TRIALS = 10_000
 SPEC_WAIT_SECONDS = 15.0  # an empty study's spec, written by its creator just after the study: see stored_spec
@@ -40,6 +42,11 @@ class StudySpec:
     prune_after: int = 0
     """No trial is pruned at a validation before or at this outer step (the pruner's warm-up): with
     eval_every 100, 100 prunes from the second validation on. 0: from the first."""
+    prune_by: str = "progress"
+    """What the pruner compares trials at: ``progress``, the same fraction of each trial's own meta_steps (a
+    400-step trial's step 200 beside a 200-step trial's step 100, both halfway through their learning-rate
+    decay); ``step``, the same outer step (right when meta_steps is fixed, unfair to long schedules when it is
+    searched: a 400-step trial's step 200 is judged against 200-step trials' final values)."""
 
     def __post_init__(self) -> None:
         if self.pruner not in PRUNERS:
@@ -48,6 +55,8 @@ class StudySpec:
             raise ConfigError(f"prune_after must be a whole number of outer steps, not {shown(self.prune_after)}.")
         if not 0 <= self.prune_after <= MAX_PRUNE_AFTER:
             raise ConfigError(f"prune_after is {self.prune_after}; use 0 to {MAX_PRUNE_AFTER:,} outer steps.")
+        if self.prune_by not in PRUNE_BY:
+            raise ConfigError(unknown_choice("prune_by", self.prune_by, PRUNE_BY))
         if self.params.eval_every <= 0:
             raise ConfigError(
                 "kshot tune scores and prunes trials on the periodic validation: set params.eval_every above 0 "
@@ -63,6 +72,7 @@ class StudySpec:
             "space": self.space.to_dict(),
             "pruner": self.pruner,
             "prune_after": self.prune_after,
+            "prune_by": self.prune_by,
         }
 
     @classmethod
@@ -74,7 +84,12 @@ class StudySpec:
             SearchSpace.from_dict(data["space"], params),
             data.get("pruner", "median"),
             data.get("prune_after", 0),  # studies stored before it existed pruned from the first validation
+            data.get("prune_by", "step"),  # and compared trials at the same outer step
         )
+
+    def pruner_step(self, step: int, meta_steps: int) -> int:
+        """The step a validation at outer ``step`` of a ``meta_steps``-step trial is reported at to the pruner."""
+        return reported_step(self.prune_by, step, meta_steps)
 
 
 def check_study_name(name: Any) -> str:
@@ -90,9 +105,26 @@ def trial_attempt_name(study: str, slot: int) -> str:
     return f"{study}-trial-{slot:04d}"
 
 
-def make_pruner(name: str, prune_after: int = 0):
-    """The study's pruner; ``prune_after``: the outer steps before which (and at which) none is pruned."""
+def reported_step(prune_by: str, step: int, meta_steps: int) -> int:
+    """Outer ``step`` of a ``meta_steps``-step trial as the pruner sees it: itself, or its per mille of the schedule."""
+    return step if prune_by == "step" else round(PROGRESS_SCALE * step / max(meta_steps, 1))
+
+
+def outer_step(prune_by: str, reported: int, meta_steps: int) -> int:
+    """The inverse of reported_step (to the validation's outer step, for showing a trial's reports)."""
+    return reported if prune_by == "step" else round(reported * meta_steps / PROGRESS_SCALE)
+
+
+def make_pruner(name: str, prune_after: int = 0, prune_by: str = "step"):
+    """The study's pruner; ``prune_after``: the outer steps before which (and at which) none is pruned.
+
+    With ``prune_by`` progress the pruner's steps are fractions of each trial's schedule, so prune_after (outer
+    steps) is kept by the trial's callback instead of the pruner's warm-up.
+    """
     import optuna
+
+    if prune_by == "progress":
+        prune_after = 0
 
     if name == "median":
         # From the second trial on: on a 2-core CPU one ARSC trial takes 10-40 minutes, so a second unprunable
@@ -146,7 +178,7 @@ def open_study(storage, name: str, spec: StudySpec | None):
         if given is not None and _canonical(given) != _canonical(kept):
             changed = [
                 k
-                for k in ("config", "params", "space", "pruner", "prune_after")
+                for k in ("config", "params", "space", "pruner", "prune_after", "prune_by")
                 if _canonical(given[k]) != _canonical(kept[k])
             ]
             raise ConfigError(
@@ -162,7 +194,7 @@ def open_study(storage, name: str, spec: StudySpec | None):
         study_name=name,
         direction="maximize",
         sampler=sampler,
-        pruner=make_pruner(spec.pruner, spec.prune_after),
+        pruner=make_pruner(spec.pruner, spec.prune_after, spec.prune_by),
         load_if_exists=True,
     )
     if SPEC_ATTR not in study.user_attrs:

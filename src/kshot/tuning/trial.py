@@ -15,7 +15,6 @@ from ..tracking.runner import Lease, error_text, interrupted_text, train_claimed
 from ..tracking.store import AttemptStore
 from ..training.callbacks import TrainerCallback
 from ..training.checkpoint import CHECKPOINT_DIR
-from .space import SearchSpace
 from .study import StudySpec, trial_attempt_name
 
 logger = logging.getLogger(__name__)
@@ -24,9 +23,10 @@ logger = logging.getLogger(__name__)
 class PruningCallback(TrainerCallback):
     """Reports each periodic validation to the trial; stops the run (as pruned) when the pruner says so."""
 
-    def __init__(self, trial, metric: str):
+    def __init__(self, trial, metric: str, spec: StudySpec):
         self.trial = trial
         self.metric = metric
+        self.spec = spec  # how validations are reported (prune_by) and from which step they may prune
         self.last_value: float | None = None  # the last value reported: a pruned trial's score
 
     def on_train_begin(self, trainer) -> None:
@@ -40,9 +40,11 @@ class PruningCallback(TrainerCallback):
         if split != "validation":
             return
         self.last_value = float(results["mean"][self.metric])
-        self.trial.report(self.last_value, step)
+        meta_steps = trainer.params.meta_steps
+        self.trial.report(self.last_value, self.spec.pruner_step(step, meta_steps))
         # At its last step a trial has spent its time: it completes, with its value, below a median or not.
-        if step < trainer.params.meta_steps and self.trial.should_prune():
+        prunable = self.spec.prune_after < step < meta_steps
+        if prunable and self.trial.should_prune():
             logger.info("Trial %d pruned at step %d.", self.trial.number, step)
             trainer.control.should_stop = True
             trainer.control.stop_reason = "pruned"
@@ -81,10 +83,10 @@ def run_trial(
     attempt = store.claim_trial(name, command, study.study_name, total_steps=spec.params.meta_steps, lease=lease.lease)
     if attempt is None:
         return None
-    return run_claimed_trial(store, study, spec.space, attempt, lease)
+    return run_claimed_trial(store, study, spec, attempt, lease)
 
 
-def run_claimed_trial(store: AttemptStore, study, space: SearchSpace, attempt, lease: Lease) -> TrialOutcome:
+def run_claimed_trial(store: AttemptStore, study, spec: StudySpec, attempt, lease: Lease) -> TrialOutcome:
     """Sample, meta-train and tell one trial whose attempt this process holds (running, leased).
 
     The attempt's own command is the base (config, fixed params): the service resolved it under its
@@ -94,7 +96,7 @@ def run_claimed_trial(store: AttemptStore, study, space: SearchSpace, attempt, l
 
     name, trial = attempt.name, None
     try:
-        trial = study.ask(space.distributions())
+        trial = study.ask(spec.space.distributions())
         trial.set_user_attr("attempt", name)
         sampled = dict(trial.params)
         params = Params.from_dict({**attempt.command["params"], **sampled})
@@ -106,7 +108,7 @@ def run_claimed_trial(store: AttemptStore, study, space: SearchSpace, attempt, l
         }
         store.update_attempt(attempt.id, trial=trial.number, command=command)
         logger.info("Trial %d (%s): %s", trial.number, name, _short(sampled))
-        pruning = PruningCallback(trial, params.select_metric)
+        pruning = PruningCallback(trial, params.select_metric, spec)
         result = train_claimed(store, attempt.id, config, params, False, lease, callbacks=[pruning])
     except (KeyboardInterrupt, SystemExit, LeaseLost):
         if trial is not None:
@@ -175,6 +177,6 @@ def run_queued_trial(store: AttemptStore, attempt_id: int, *, lease: Lease, expe
     except Exception as err:  # the study was deleted, or its stored spec is no longer valid
         store.finish_attempt(attempt_id, "failed", error=error_text(err))
         return True
-    outcome = run_claimed_trial(store, study, spec.space, attempt, lease)
+    outcome = run_claimed_trial(store, study, spec, attempt, lease)
     logger.info("Trial %s: %s%s", attempt.name, outcome.state, "" if outcome.value is None else f" {outcome.value:.4f}")
     return True

@@ -32,15 +32,19 @@ def same_problem(command: dict, spec: StudySpec) -> bool:
     )
 
 
-def best_validation(store: AttemptStore, attempt_id: int, metric: str) -> float | None:
-    """The objective a trial reports: the best over steps of the mean validation ``metric`` over tasks."""
+def validation_by_step(store: AttemptStore, attempt_id: int, metric: str) -> dict[int, float]:
+    """The mean validation ``metric`` over tasks at each step it was scored: what a trial reports to the pruner."""
     by_step: dict[int, list[float]] = defaultdict(list)
     for row in store.evaluations(attempt_id, split="validation"):
         value = getattr(row, metric, None)
         if value is not None:
             by_step[row.step].append(value)
-    means = [sum(v) / len(v) for v in by_step.values() if v]
-    return max(means) if means else None
+    return {step: sum(v) / len(v) for step, v in sorted(by_step.items()) if v}
+
+
+def best_validation(store: AttemptStore, attempt_id: int, metric: str) -> float | None:
+    """The objective a trial reports: the best over steps of the mean validation ``metric`` over tasks."""
+    return max(validation_by_step(store, attempt_id, metric).values(), default=None)
 
 
 def warm_start(store: AttemptStore, study, spec: StudySpec) -> WarmStart:
@@ -63,15 +67,18 @@ def warm_start(store: AttemptStore, study, spec: StudySpec) -> WarmStart:
         if not spec.space.contains(values):
             report.outside_space += 1
             continue
-        value = best_validation(store, attempt.id, metric)
-        if value is None:
+        by_step = validation_by_step(store, attempt.id, metric)
+        if not by_step:
             report.no_validation += 1
             continue
+        # Its validations too, as a trial would have reported them: the pruner then judges new trials against it.
+        meta_steps = int(params.get("meta_steps") or max(by_step))
         study.add_trial(
             optuna.trial.create_trial(
                 params=values,
                 distributions=distributions,
-                value=value,
+                value=max(by_step.values()),
+                intermediate_values={spec.pruner_step(step, meta_steps): v for step, v in by_step.items()},
                 user_attrs={"attempt": attempt.name, "warm_start": True},
             )
         )

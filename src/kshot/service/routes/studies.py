@@ -84,7 +84,7 @@ def get_study(name: StudyName, storage: StorageDep) -> StudyPublic:
     import optuna
     from optuna.trial import TrialState
 
-    from ...tuning.study import SPEC_ATTR
+    from ...tuning.study import SPEC_ATTR, outer_step
 
     try:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -96,11 +96,18 @@ def get_study(name: StudyName, storage: StorageDep) -> StudyPublic:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value, default=None)
+    prune_by = str(spec.get("prune_by", "step"))
+    fixed_steps = int((spec.get("params") or {}).get("meta_steps", 1))
+
+    def reported_outer_step(reported: int, trial) -> int:
+        return outer_step(prune_by, reported, int(trial.params.get("meta_steps", fixed_steps)))
+
     return StudyPublic(
         name=name,
         metric=str((spec.get("params") or {}).get("select_metric", "")),
         pruner=str(spec.get("pruner", "")),
         prune_after=int(spec.get("prune_after", 0)),
+        prune_by=prune_by,
         space=spec.get("space") or {},
         best=None
         if best is None
@@ -110,7 +117,7 @@ def get_study(name: StudyName, storage: StorageDep) -> StudyPublic:
             "params": best.params,
             "attempt": best.user_attrs.get("attempt"),
         },
-        trials=[TrialPublic.of(t) for t in trials],
+        trials=[TrialPublic.of(t, reported_outer_step) for t in trials],
         importance=_importance(study, complete),
     )
 

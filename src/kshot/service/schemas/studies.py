@@ -40,6 +40,9 @@ class TuneRequest(BaseModel):
     prune_after: int = Field(
         0, ge=0, le=OUTER_STEPS.high, description="Prune no trial at a validation up to this outer step (0: none)."
     )
+    prune_by: Literal["progress", "step"] = Field(
+        "progress", description="Compare trials at the same fraction of their meta_steps, or at the same outer step."
+    )
     warm_start: bool = Field(False, description="Add the store's completed attempts on the same problem first.")
 
     @field_validator("space")
@@ -63,10 +66,11 @@ class TrialPublic(BaseModel):
     params: dict[str, Any]
     attempt: str | None = Field(None, description="The trial's attempt (GET /attempts/{name}).")
     warm_start: bool = False
-    intermediate: list[tuple[int, float | None]] = Field(description="[step, validation value] as reported.")
+    intermediate: list[tuple[int, float | None]] = Field(description="[outer step, validation value] as reported.")
 
     @classmethod
-    def of(cls, trial) -> TrialPublic:
+    def of(cls, trial, outer_step=lambda step, trial: step) -> TrialPublic:
+        """``outer_step(reported, trial)``: the outer step of a value reported to the pruner at ``reported``."""
         return cls(
             number=trial.number,
             state=trial.state.name.lower(),
@@ -74,7 +78,9 @@ class TrialPublic(BaseModel):
             params=finite_or_none(dict(trial.params)),
             attempt=trial.user_attrs.get("attempt"),
             warm_start=bool(trial.user_attrs.get("warm_start")),
-            intermediate=[(int(k), finite_or_none(v)) for k, v in sorted(trial.intermediate_values.items())],
+            intermediate=[
+                (int(outer_step(k, trial)), finite_or_none(v)) for k, v in sorted(trial.intermediate_values.items())
+            ],
         )
 
 
@@ -96,6 +102,7 @@ class StudyPublic(BaseModel):
     metric: str
     pruner: str
     prune_after: int = Field(0, description="No trial is pruned at a validation up to this outer step.")
+    prune_by: str = Field("step", description="What trials are compared at: progress (of meta_steps) or step.")
     space: dict[str, Any]
     best: dict[str, Any] | None = None
     trials: list[TrialPublic]

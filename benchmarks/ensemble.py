@@ -21,8 +21,8 @@ import torch
 from kshot.config import load_config
 from kshot.models import load_model, load_tokenizer
 from kshot.training.evaluation import adapted_logits, score_task, task_classes
-from kshot.training.fewshot import saved_params
 from kshot.training.metrics import format_table, summarize
+from kshot.training.saved import saved_params
 from kshot.training.setup import build_algorithm, build_tasks
 
 

@@ -33,7 +33,7 @@ from kshot.data import FixedTask
 from kshot.data.tokenization import length_sorted_batches
 from kshot.models import load_model, load_tokenizer
 from kshot.training.evaluation import adapted_logits, score_task, task_classes
-from kshot.training.fewshot import saved_params
+from kshot.training.saved import saved_params
 from kshot.training.setup import build_algorithm, build_tasks, make_accelerator
 
 COLUMNS = ("adapted", "fixed", "best_threshold", "query_cv")

@@ -114,8 +114,8 @@ def assert_adapted_folder_predicts_like_memory(
     from kshot.algorithms.embedding import embed_task
     from kshot.algorithms.metric import SUPPORT_FILE
     from kshot.models import model_label_names
-    from kshot.training import MetaTrainer
-    from kshot.training.fewshot import adapt_model, predict_texts, saved_params
+    from kshot.training import MetaTrainer, adapt_model, predict_texts
+    from kshot.training.saved import saved_params
 
     from .. import synthetic
 

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from kshot.algorithms.metasgd import LR_FILE
 from kshot.config import Params
 from kshot.errors import ModelError
-from kshot.training import MetaTrainer
-from kshot.training.fewshot import adapt_model, evaluate_model
+from kshot.training import MetaTrainer, adapt_model, evaluate_model
 
 from .. import synthetic
 
@@ -97,7 +96,7 @@ def test_adapt_uses_the_saved_rates(trained_metasgd, support_csv, tmp_path):
 def _adapted_logits(model_dir, task):
     """What `kshot evaluate` does per task: load the folder as evaluate_model does, adapt, predict."""
     from kshot.models import load_model, load_tokenizer
-    from kshot.training.fewshot import saved_params
+    from kshot.training.saved import saved_params
     from kshot.training.setup import build_algorithm
 
     params = saved_params(model_dir)

@@ -92,8 +92,7 @@ def test_every_algorithm_trains_adapts_and_serves_new_classes(tmp_path, intent_s
     evaluation and adaptation, for every algorithm."""
     from transformers import pipeline
 
-    from kshot.training import MetaTrainer
-    from kshot.training.fewshot import adapt_model, predict_texts
+    from kshot.training import MetaTrainer, adapt_model, predict_texts
 
     root, data, model = intent_setup
     config, params = train_config(tmp_path, data, model, algorithm)
@@ -130,7 +129,7 @@ def test_adapting_the_default_model_to_new_intents_starts_from_prototypes(tmp_pa
     from transformers import pipeline
 
     from kshot.models import default_model_path
-    from kshot.training.fewshot import adapt_model, predict_texts
+    from kshot.training import adapt_model, predict_texts
 
     rows = [
         {"text": t, "label": label}
@@ -164,7 +163,7 @@ def test_adapting_with_class_names_folds_them_into_the_served_head(tmp_path):
     from transformers import pipeline
 
     from kshot.models import default_model_path
-    from kshot.training.fewshot import adapt_model, predict_texts
+    from kshot.training import adapt_model, predict_texts
 
     rows = [
         {"text": "When will my new card arrive?", "label": "card_arrival"},
@@ -225,8 +224,7 @@ def test_evaluation_encodes_each_text_once_and_scores_as_without_the_cache(tmp_p
 def test_kshot_evaluate_scores_a_saved_new_class_model_on_the_test_protocol(tmp_path, intent_setup, algorithm):
     """`kshot evaluate` on new classes: the saved one-row model, all-way episodes of the test classes."""
     from kshot.config import KshotConfig
-    from kshot.training import MetaTrainer
-    from kshot.training.fewshot import evaluate_model
+    from kshot.training import MetaTrainer, evaluate_model
 
     root, data, model = intent_setup
     config, params = train_config(tmp_path, data, model, algorithm)

@@ -94,8 +94,7 @@ def test_adapted_folder_card_says_pipeline_serves_it(tmp_path, tiny_model_dir, r
     alone gives `kshot predict`'s labels."""
     from transformers import pipeline
 
-    from kshot.training import MetaTrainer
-    from kshot.training.fewshot import adapt_model, predict_texts
+    from kshot.training import MetaTrainer, adapt_model, predict_texts
 
     from .. import synthetic
     from .metric_helpers import run_config, run_params, write_support_csv

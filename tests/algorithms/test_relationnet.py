@@ -4,7 +4,7 @@ from safetensors.torch import load_file
 from kshot.algorithms.metric import SCORER_FILE
 from kshot.models import load_model, load_tokenizer
 from kshot.training import MetaTrainer
-from kshot.training.fewshot import saved_params
+from kshot.training.saved import saved_params
 from kshot.training.setup import build_algorithm
 
 from .metric_helpers import (

@@ -423,19 +423,20 @@ def test_asking_for_what_the_cpu_cannot_do_is_a_warning(hardware, caplog):
 # ------------------------------------------------------------------------------------ evaluate, adapt, predict
 @pytest.fixture()
 def forward_dtypes(monkeypatch):
-    """The dtypes every model that kshot.training.fewshot loads computes its first encoder layer in."""
+    """The dtypes every model that evaluate, adapt and predict load computes its first encoder layer in."""
     from kshot import models
-    from kshot.training import fewshot
+    from kshot.training import adapt, predict
 
     seen: set[torch.dtype] = set()
-    load = fewshot.load_model
+    load = models.load_model
 
     def loading(*args, **kwargs):
         model = load(*args, **kwargs)
         model.base_model.encoder.layer[0].output.dense.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
         return model
 
-    monkeypatch.setattr(fewshot, "load_model", loading)
+    monkeypatch.setattr(adapt, "load_model", loading)
+    monkeypatch.setattr(predict, "load_model", loading)
     monkeypatch.setattr(models, "load_model", loading)  # what training.setup.load_run_model loads with
     return seen
 

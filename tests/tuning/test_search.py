@@ -149,14 +149,23 @@ def test_warm_start_adds_past_attempts_on_the_same_problem_once(tmp_path, tiny_r
     )
     b = store.create_attempt("other-data", "train", train_command(other, spec.params))
     train_attempt(store, b.id, other, spec.params)
+    # One in the space with a longer schedule than the study's (meta_steps is not searched): it is added, and
+    # its validations are reported as fractions of its own 9 steps, not of the study's 6.
+    longer = type(params).from_dict({**spec.params.to_dict(), "meta_steps": 9})
+    c = store.create_attempt("longer", "train", train_command(config, longer))
+    train_attempt(store, c.id, config, longer)
 
     storage = optuna_storage(store.url)
     second = run_search(store, storage, "second", spec, 1, warm=True)
-    assert second.warm.added == 2 and second.warm.outside_space == 1
+    assert second.warm.added == 3 and second.warm.outside_space == 1
     import optuna
 
     study = optuna.load_study(study_name="second", storage=storage)
-    warm = [t for t in study.trials if t.user_attrs.get("warm_start")]
+    (long_trial,) = [t for t in study.trials if t.user_attrs.get("attempt") == "longer"]
+    assert long_trial.user_attrs["meta_steps"] == 9
+    assert sorted(long_trial.intermediate_values) == [spec.pruner_step(s, 9) for s in (3, 6, 9)] == [333, 667, 1000]
+    assert all(t.user_attrs["meta_steps"] == 6 for t in study.trials if not t.user_attrs.get("warm_start"))
+    warm = [t for t in study.trials if t.user_attrs.get("warm_start") and t.user_attrs["attempt"] != "longer"]
     assert sorted(t.value for t in warm) == pytest.approx(sorted(o.value for o in first.outcomes))
     assert {t.user_attrs["attempt"] for t in warm} == {o.attempt for o in first.outcomes}
     # With their validations as the first study's trials reported them, so the pruner can judge new trials by them.

@@ -105,7 +105,7 @@ def evaluate(
     overrides = _param_overrides(set_)
     from ..training import evaluate_model, format_table
     from ..training.distributed import launched_rank
-    from ..training.fewshot import saved_params
+    from ..training.saved import saved_params
     from ..training.setup import make_accelerator
     from .attempts import tracked_evaluate
     from .logs import setup_logging
@@ -155,7 +155,8 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
 ) -> None:
     """Predict labels for new texts."""
-    from ..training.fewshot import predict_texts, read_labelled_file, write_predictions
+    from ..data.user_files import read_labelled_file
+    from ..training.predict import predict_texts, write_predictions
 
     texts, _ = read_labelled_file(input, label_column=None)
     preds = predict_texts(model, texts, batch_size)

@@ -173,7 +173,8 @@ class JobQueue:
         """
         import importlib
 
-        for module in ("kshot.training.trainer", "kshot.training.fewshot", "kshot.tracking.runner"):
+        modules = ("trainer", "evaluate_saved", "adapt", "predict")
+        for module in [f"kshot.training.{m}" for m in modules] + ["kshot.tracking.runner"]:
             importlib.import_module(module)
 
     def lease(self):

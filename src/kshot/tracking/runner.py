@@ -158,7 +158,7 @@ def evaluate_attempt(
 
     Returns None when the attempt was cancelled before it started.
     """
-    _import_before_claim("fewshot")
+    _import_before_claim("evaluate_saved")
     lease = lease or Lease()
     with recording_failure(store, attempt_id):
         if store.start_attempt(attempt_id, lease=lease.lease) is None:
@@ -222,7 +222,7 @@ def run_test_attempt(
     attempt = _runnable(store, attempt_id, "test")
     if attempt is None:
         return False
-    _import_before_claim("fewshot")
+    _import_before_claim("evaluate_saved")
     lease = lease or Lease()
     try:
         if store.start_attempt(attempt_id, expect=expect, lease=lease.lease) is None:

@@ -11,9 +11,9 @@ _EXPORTS = {
     "TrainResult": ".trainer",
     "TrainerCallback": ".callbacks",
     "TrainerControl": ".callbacks",
-    "adapt_model": ".fewshot",
-    "evaluate_model": ".fewshot",
-    "predict_texts": ".fewshot",
+    "adapt_model": ".adapt",
+    "evaluate_model": ".evaluate_saved",
+    "predict_texts": ".predict",
     "evaluate_tasks": ".evaluation",
     "format_table": ".metrics",
 }
@@ -21,10 +21,12 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .adapt import adapt_model
     from .callbacks import TrainerCallback, TrainerControl
+    from .evaluate_saved import evaluate_model
     from .evaluation import evaluate_tasks
-    from .fewshot import adapt_model, evaluate_model, predict_texts
     from .metrics import format_table
+    from .predict import predict_texts
     from .trainer import MetaTrainer, TrainResult
 
 

@@ -35,6 +35,8 @@ class PruningCallback(TrainerCallback):
                 "kshot tune scores trials on validation tasks, and this config has none: name some with "
                 "data.validation_domains (or data.validation_classes), never the test tasks."
             )
+        # The schedule its reports are fractions of (prune_by progress), for whoever reads the study back.
+        self.trial.set_user_attr("meta_steps", trainer.params.meta_steps)
 
     def on_evaluate(self, trainer, step: int, split: str, results: dict[str, Any]) -> None:
         if split != "validation":

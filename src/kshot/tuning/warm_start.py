@@ -79,7 +79,7 @@ def warm_start(store: AttemptStore, study, spec: StudySpec) -> WarmStart:
                 distributions=distributions,
                 value=max(by_step.values()),
                 intermediate_values={spec.pruner_step(step, meta_steps): v for step, v in by_step.items()},
-                user_attrs={"attempt": attempt.name, "warm_start": True},
+                user_attrs={"attempt": attempt.name, "warm_start": True, "meta_steps": meta_steps},
             )
         )
         report.added += 1

@@ -100,7 +100,9 @@ def get_study(name: StudyName, storage: StorageDep) -> StudyPublic:
     fixed_steps = int((spec.get("params") or {}).get("meta_steps", 1))
 
     def reported_outer_step(reported: int, trial) -> int:
-        return outer_step(prune_by, reported, int(trial.params.get("meta_steps", fixed_steps)))
+        # A trial's own schedule: a warm-started attempt's meta_steps may differ from the study's fixed one.
+        steps = trial.user_attrs.get("meta_steps") or trial.params.get("meta_steps", fixed_steps)
+        return outer_step(prune_by, reported, int(steps))
 
     return StudyPublic(
         name=name,

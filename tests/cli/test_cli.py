@@ -262,6 +262,29 @@ def test_a_config_mistake_is_reported_before_torch_is_imported(tmp_path):
     assert proc.stderr.count("Unknown key 'data.pth'") == 2
 
 
+def test_a_benchmark_intent_option_mistake_is_reported_before_torch_is_imported(tmp_path):
+    """`kshot benchmark intent` trains a split for an hour before its baselines: a mistyped split, baseline or
+    SetFit count is refused first, naming the value and what to give."""
+    (tmp_path / "BANKING77" / "few_shot" / "01").mkdir(parents=True)
+    base = ["benchmark", "intent", "--data-root", str(tmp_path), "--datasets", "BANKING77"]
+    bad = [
+        (base + ["--splits", "07"], 2),
+        (base + ["--splits", "01", "--baselines", "frozen_prototype"], 2),
+        (base + ["--splits", "01", "--setfit-episodes", "8,8"], 2),
+    ]
+    proc = run_without_torch(bad, cwd=tmp_path)
+    assert "No class split at" in proc.stderr and "07" in proc.stderr
+    assert "Unknown baseline (--baselines) 'frozen_prototype'. Did you mean 'frozen_prototypes'?" in proc.stderr
+    assert "--setfit-episodes needs 4 counts" in proc.stderr
+
+
+def test_the_cli_baseline_names_are_the_baselines_module_methods():
+    from kshot.benchmark.baselines import methods
+    from kshot.benchmark.settings import BASELINES
+
+    assert list(BASELINES) == methods()
+
+
 @pytest.mark.parametrize(
     ("files", "args", "expected"),
     [

@@ -28,15 +28,9 @@ from typing import Any
 from ..config import KshotConfig, Params
 from ..errors import ConfigError
 from .runner import BenchmarkSpec, run_benchmark
+from .settings import SETTINGS
 
 logger = logging.getLogger(__name__)
-
-SETTINGS: dict[str, dict[str, Any]] = {
-    "5-way 1-shot": {"eval_way": 5, "eval_shots": 1, "eval_queries": 5, "eval_episodes": 600},
-    "5-way 5-shot": {"eval_way": 5, "eval_shots": 5, "eval_queries": 5, "eval_episodes": 600},
-    "all-way 1-shot": {"eval_way": "all", "eval_shots": 1, "eval_queries": 5, "eval_episodes": 100},
-    "all-way 5-shot": {"eval_way": "all", "eval_shots": 5, "eval_queries": 5, "eval_episodes": 100},
-}
 
 
 @dataclass

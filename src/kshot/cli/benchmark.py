@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_choice
 
 
 def benchmark(
@@ -69,15 +69,18 @@ def benchmark(
     ] = "8,8,1,1",
 ) -> None:
     """Meta-train each algorithm under the same budget; evaluate all on the test tasks."""
+    if dataset not in ("arsc", "custom", "intent"):
+        raise ConfigError(f"Unknown benchmark '{dataset}'. Choose 'arsc', 'intent', or 'custom' with -c config.yaml.")
+    if dataset == "custom" and config is None:
+        raise ConfigError("'kshot benchmark custom' needs -c config.yaml describing your data.")
+    if dataset == "intent":  # checked before torch loads: a typo costs a second, not a split's training
+        folders, chosen, counts = _intent_options(data_root, datasets, splits, baselines, setfit_episodes)
+
     from ..benchmark import BenchmarkSpec, format_markdown, plot_accuracy_vs_time, run_benchmark
     from ..config import KshotConfig, load_config, load_yaml
     from .logs import setup_logging
     from .main import _load
 
-    if dataset not in ("arsc", "custom", "intent"):
-        raise ConfigError(f"Unknown benchmark '{dataset}'. Choose 'arsc', 'intent', or 'custom' with -c config.yaml.")
-    if dataset == "custom" and config is None:
-        raise ConfigError("'kshot benchmark custom' needs -c config.yaml describing your data.")
     cfg, prm = _load(config, params, set_)
     setup_logging(cfg.logging.log_dir, cfg.logging.level)
     names = [a.strip() for a in algorithms.split(",") if a.strip()]
@@ -98,7 +101,6 @@ def benchmark(
 
         if config is None:  # the intent default: class splits with the bundled model
             cfg = KshotConfig.from_dict({"data": {"format": "class_splits"}, "logging": cfg.logging.to_dict()})
-        folders, chosen, counts = _intent_options(data_root, datasets, splits, baselines, setfit_episodes)
         spec = NewClassSpec(cfg, prm, names, folders, out, budget_minutes, budget_steps, per_algorithm, chosen, counts)
         typer.echo(format_new_classes(run_new_classes(spec), spec.settings))
         typer.echo(f"\nWrote {out / 'results.json'} and {out / 'results.md'}.")
@@ -114,7 +116,7 @@ def benchmark(
 
 def _intent_options(data_root: Path, datasets: str, splits: str, baselines: str, setfit_episodes: str):
     """(split folders as (name, path), baseline names, SetFit episodes per setting) from the intent options."""
-    from ..benchmark.new_classes import SETTINGS
+    from ..benchmark.settings import BASELINES, SETTINGS
 
     counts = [c.strip() for c in setfit_episodes.split(",")]
     if len(counts) != len(SETTINGS) or not all(c.isdigit() for c in counts):
@@ -127,4 +129,7 @@ def _intent_options(data_root: Path, datasets: str, splits: str, baselines: str,
                 raise ConfigError(f"No class split at {folder} (--data-root, --datasets, --splits).")
             folders.append((f"{ds}-{split}", str(folder)))
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
+    for name in chosen:
+        if name not in BASELINES:
+            raise ConfigError(unknown_choice("baseline (--baselines)", name, BASELINES))
     return folders, chosen, dict(zip(SETTINGS, map(int, counts)))

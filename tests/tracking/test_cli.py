@@ -107,6 +107,23 @@ def test_no_track_records_nothing_and_names_are_generated(project, tmp_path):
     assert generated.name.startswith("test-") and generated.status == "completed"
 
 
+def test_no_track_does_not_need_the_store(project, tmp_path):
+    """`--no-track` is for a machine without the store: evaluating must run where its database library
+    (sqlalchemy) cannot even be imported."""
+    root, _ = project
+    program = (
+        "import sys; sys.modules['sqlalchemy'] = None\n"  # None in sys.modules makes `import sqlalchemy` fail
+        "from kshot.cli.main import main\n"
+        "sys.argv = ['kshot', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        "assert not any(m.startswith('kshot.tracking') for m in sys.modules)\n"
+    )
+    args = ["evaluate", "--model", str(root / "out"), "-c", str(root / "config.yaml"), "--no-track"]
+    proc = subprocess.run([sys.executable, "-c", program, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "accuracy" in proc.stdout.lower()
+
+
 def test_a_taken_name_is_refused_before_training(project):
     root, db = project
     result = invoke(

@@ -43,11 +43,13 @@ def stored_configs(name: str, db: str | None):
 
 def tracked_train(cfg, prm, *, resume: bool, accelerator, name: str | None, db: str | None, no_track: bool):
     """Meta-train, recorded as an attempt; `--resume` with the name of an attempt continues that attempt."""
-    from ..tracking import AttemptStore, new_attempt_name, train_attempt, train_command
     from ..training import MetaTrainer
 
     if no_track or not accelerator.is_main_process:
         return MetaTrainer(cfg, prm, accelerator=accelerator).train(resume=resume)
+    # Imported only when recording: --no-track must not need the store's database drivers.
+    from ..tracking import AttemptStore, new_attempt_name, train_attempt, train_command
+
     store = AttemptStore(db)
     attempt = store.get_attempt(name) if (resume and name) else None
     if attempt is not None and attempt.kind == "train":
@@ -61,11 +63,12 @@ def tracked_train(cfg, prm, *, resume: bool, accelerator, name: str | None, db: 
 
 
 def tracked_evaluate(model: Path, cfg, overrides: dict, *, name: str | None, db: str | None, no_track: bool):
-    from ..tracking import AttemptStore, eval_command, evaluate_attempt, new_attempt_name
     from ..training import evaluate_model
 
     if no_track:
         return evaluate_model(model, cfg, overrides)
+    from ..tracking import AttemptStore, eval_command, evaluate_attempt, new_attempt_name
+
     store = AttemptStore(db)
     attempt = store.create_attempt(
         name or new_attempt_name("test"), "test", eval_command(model, cfg, overrides), status="running"

@@ -107,7 +107,7 @@ def test_no_track_records_nothing_and_names_are_generated(project, tmp_path):
     assert generated.name.startswith("test-") and generated.status == "completed"
 
 
-def test_no_track_does_not_need_the_store(project, tmp_path):
+def test_no_track_does_not_need_the_store(project):
     """`--no-track` is for a machine without the store: evaluating must run where its database library
     (sqlalchemy) cannot even be imported."""
     root, _ = project

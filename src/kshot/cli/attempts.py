@@ -47,7 +47,7 @@ def tracked_train(cfg, prm, *, resume: bool, accelerator, name: str | None, db: 
 
     if no_track or not accelerator.is_main_process:
         return MetaTrainer(cfg, prm, accelerator=accelerator).train(resume=resume)
-    # Imported only when recording: --no-track must not need the store's database drivers.
+    # Imported only when recording: --no-track must run where the store's database library is missing.
     from ..tracking import AttemptStore, new_attempt_name, train_attempt, train_command
 
     store = AttemptStore(db)

@@ -13,7 +13,7 @@ from kshot.algorithms.learned_optimizer import (
     LearnedOptimizer,
     LoptConfig,
     UnrollOptions,
-    adapt_params,
+    adapt_weights,
     meta_gradients,
     model_loss_fn,
 )
@@ -71,12 +71,12 @@ def random_lopt(
     return lopt
 
 
-def params_of(model) -> dict[str, torch.Tensor]:
+def weights_of(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
 def meta_loss(lopt, loss_fn, init, support, query) -> float:
-    adapted, _ = adapt_params(lopt, loss_fn, init, support)
+    adapted, _ = adapt_weights(lopt, loss_fn, init, support)
     with torch.no_grad():
         return float(sum(w * loss_fn(adapted, b) for b, w in query))
 
@@ -84,7 +84,7 @@ def meta_loss(lopt, loss_fn, init, support, query) -> float:
 @pytest.mark.parametrize("kind", ["mlp", "lstm"])
 def test_meta_gradient_matches_finite_differences(kind):
     model = tiny_bert()
-    init = params_of(model)
+    init = weights_of(model)
     lopt = random_lopt(kind, list(init))
     loss_fn = model_loss_fn(model)
     support, query = batches(3), [(b, 1.0) for b in batches(1, seed=9)]
@@ -124,7 +124,7 @@ def test_meta_gradient_matches_finite_differences(kind):
 @pytest.mark.parametrize("kind", ["mlp", "lstm"])
 def test_checkpointed_unroll_gives_the_same_meta_gradient(kind, first_order):
     model = tiny_bert()
-    init = params_of(model)
+    init = weights_of(model)
     lopt = random_lopt(kind, list(init))
     loss_fn = model_loss_fn(model)
     support, query = batches(5), [(b, 1.0) for b in batches(1, seed=9)]
@@ -146,7 +146,7 @@ def test_checkpointed_unroll_gives_the_same_meta_gradient(kind, first_order):
 
 def test_first_order_and_truncation_drop_terms_but_keep_a_useful_gradient():
     model = tiny_bert()
-    init = params_of(model)
+    init = weights_of(model)
     lopt = random_lopt("mlp", list(init))
     loss_fn = model_loss_fn(model)
     support, query = batches(4), [(b, 1.0) for b in batches(1, seed=9)]
@@ -169,7 +169,7 @@ def test_first_order_and_truncation_drop_terms_but_keep_a_useful_gradient():
 
 def test_weights_set_to_sgd_reproduce_sgd_step_for_step():
     model = tiny_bert(dtype=torch.float32)
-    init = params_of(model)
+    init = weights_of(model)
     lopt = LearnedOptimizer(LoptConfig(hidden=4, max_step=None), list(init))
     lopt.set_rule(sgd=1.0, adam=0.0, lr=0.1)
     loss_fn = model_loss_fn(model)
@@ -177,7 +177,7 @@ def test_weights_set_to_sgd_reproduce_sgd_step_for_step():
     reference = tiny_bert(dtype=torch.float32)
     opt = torch.optim.SGD(reference.parameters(), lr=0.1)
     for steps in range(1, 5):
-        adapted, _ = adapt_params(lopt, loss_fn, init, support[:steps])
+        adapted, _ = adapt_weights(lopt, loss_fn, init, support[:steps])
         reference(**support[steps - 1]).loss.backward()
         opt.step()
         opt.zero_grad()
@@ -188,9 +188,9 @@ def test_weights_set_to_sgd_reproduce_sgd_step_for_step():
 
 def test_weights_set_to_adam_reproduce_adam():
     model = tiny_bert(dtype=torch.float32)
-    init = params_of(model)
+    init = weights_of(model)
     lopt = LearnedOptimizer(LoptConfig(hidden=4, max_step=None, init_rule="adam", init_lr=1e-2), list(init))
-    adapted, _ = adapt_params(lopt, model_loss_fn(model), init, batches(4))
+    adapted, _ = adapt_weights(lopt, model_loss_fn(model), init, batches(4))
     reference = tiny_bert(dtype=torch.float32)
     opt = torch.optim.Adam(reference.parameters(), lr=1e-2)
     for batch in batches(4):
@@ -203,10 +203,10 @@ def test_weights_set_to_adam_reproduce_adam():
 
 def test_updates_are_bounded_by_max_step():
     model = tiny_bert()
-    init = params_of(model)
+    init = weights_of(model)
     lopt = LearnedOptimizer(LoptConfig(hidden=4, max_step=1e-3), list(init)).to(torch.float64)
     lopt.set_rule(sgd=1.0, adam=0.0, lr=1e3)  # a wildly large rate
-    adapted, _ = adapt_params(lopt, model_loss_fn(model), init, batches(3))
+    adapted, _ = adapt_weights(lopt, model_loss_fn(model), init, batches(3))
     moved = max(float((adapted[n] - init[n]).abs().max()) for n in init)
     assert 2.9e-3 < moved <= 3e-3 + 1e-12  # three steps of at most 1e-3 each, and the bound is reached
 
@@ -229,7 +229,7 @@ class TiedLM(nn.Module):
 def test_tied_weights_stay_tied_and_get_the_summed_gradient():
     torch.manual_seed(0)
     model = TiedLM()
-    init = params_of(model)
+    init = weights_of(model)
     assert "unembed.weight" not in init  # one entry per distinct tensor
 
     def loss_fn(params, batch, double_backward=False):
@@ -242,7 +242,7 @@ def test_tied_weights_stay_tied_and_get_the_summed_gradient():
     ]
     lopt = LearnedOptimizer(LoptConfig(hidden=4, max_step=None), list(init))
     lopt.set_rule(sgd=1.0, adam=0.0, lr=0.5)
-    adapted, _ = adapt_params(lopt, loss_fn, init, support)
+    adapted, _ = adapt_weights(lopt, loss_fn, init, support)
 
     reference = TiedLM()
     reference.load_state_dict(model.state_dict())
@@ -286,7 +286,7 @@ def test_tied_embeddings_of_a_masked_lm_stay_tied():
     model = BertForMaskedLM(config)
     decoder, embeddings = model.cls.predictions.decoder.weight, model.bert.embeddings.word_embeddings.weight
     assert decoder is embeddings
-    init = params_of(model)
+    init = weights_of(model)
 
     def loss_fn(params, batch, double_backward=False):
         return functional_call(model, params, (), batch, tie_weights=True, strict=False).loss
@@ -295,7 +295,7 @@ def test_tied_embeddings_of_a_masked_lm_stay_tied():
     support = [{"input_ids": batch["input_ids"], "labels": batch["input_ids"]}] * 2
     lopt = LearnedOptimizer(LoptConfig(hidden=4, max_step=None), list(init))
     lopt.set_rule(sgd=1.0, adam=0.0, lr=0.5)
-    adapted, _ = adapt_params(lopt, loss_fn, init, support)
+    adapted, _ = adapt_weights(lopt, loss_fn, init, support)
     reference = BertForMaskedLM(config)
     reference.load_state_dict(model.state_dict())
     opt = torch.optim.SGD(reference.parameters(), lr=0.5)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kshot.algorithms import get_algorithm
-from kshot.algorithms.functional import SGDUpdate, inner_loop, loss_of, params_of
+from kshot.algorithms.functional import SGDUpdate, inner_loop, loss_of, weights_of
 from kshot.algorithms.inner_loop import train_steps
 from kshot.algorithms.loss_scale import LossScaler
 from kshot.config import Params
@@ -56,7 +56,7 @@ def inner_gradient(model, autocast, scaler: LossScaler | None, weight: float = 1
 
     kwargs = {"scaler": scaler} if scaler is not None else {}
     inner_loop(
-        model, params_of(model), [batch], 0.1, update, track_meta=False, autocast=autocast, loss_fn=loss_fn, **kwargs
+        model, weights_of(model), [batch], 0.1, update, track_meta=False, autocast=autocast, loss_fn=loss_fn, **kwargs
     )
     return update.grads[0]
 

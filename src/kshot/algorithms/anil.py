@@ -65,11 +65,11 @@ class ANIL(GradientMetaLearner):
 
     def cached_head_inputs(self, task: TaskExamples) -> torch.Tensor:
         """The head inputs of ``task`` under the meta-parameters, each distinct text computed once per evaluation."""
-        params = {n: t.detach() for n, t in self.meta.items()}
+        weights = {n: t.detach() for n, t in self.meta.items()}
 
         def compute(batch):
             with autocast(self.accelerator):
-                return self.head_inputs(params, to_device(batch, self.device))
+                return self.head_inputs(weights, to_device(batch, self.device))
 
         return cached_features(
             task, self.feature_cache, self.params.eval_batch_size, self.pad_token_id, compute, self.model
@@ -92,26 +92,26 @@ class ANIL(GradientMetaLearner):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         self.model.train()
-        params = dict(self.meta)
+        weights = dict(self.meta)
         if not track_meta:
-            params = {n: t.detach() for n, t in params.items()}
+            weights = {n: t.detach() for n, t in weights.items()}
         if self.feature_cache is not None and not track_meta:
             features = self.cached_head_inputs(support)
         else:
             with torch.set_grad_enabled(track_meta), autocast(self.accelerator):
                 batch = to_device(collate(support.input_ids, self.pad_token_id), self.device)
-                features = self.head_inputs(params, batch)
+                features = self.head_inputs(weights, batch)
         # The body ran under autocast (bf16 features under mixed precision); the head's inner steps run
         # outside it, on features in the weights' dtype, so the head, its updates and the prototypes keep
         # the master weights' precision (float32).
-        features = features.to(params[self.head[0]].dtype)
+        features = features.to(weights[self.head[0]].dtype)
         labels = torch.as_tensor(support.labels, device=self.device)
         head = self.model.get_submodule(self.head_module_name)
         prefix = len(self.head_module_name) + 1
         if self.new_classes:
-            params = self.with_task_head(params, support, track_meta, features=features)
+            weights = self.with_task_head(weights, support, track_meta, features=features)
         elif p.anil_head_init == "prototypes":
-            params.update(self.prototype_head(params, features, labels))
+            weights.update(self.prototype_head(weights, features, labels))
 
         def head_loss(current: ParamDict, idx: Any, keep: bool) -> torch.Tensor:
             local = {n[prefix:]: current[n] for n in self.head}
@@ -120,7 +120,7 @@ class ANIL(GradientMetaLearner):
 
         return inner_loop(
             self.model,
-            params,
+            weights,
             support_indices(len(support), steps, p.inner_batch_size, rng),
             self.inner_lr(),
             self.update,
@@ -131,16 +131,16 @@ class ANIL(GradientMetaLearner):
             loss_fn=head_loss,
         )
 
-    def prototype_head(self, params: ParamDict, features: torch.Tensor, labels: torch.Tensor) -> ParamDict:
+    def prototype_head(self, weights: ParamDict, features: torch.Tensor, labels: torch.Tensor) -> ParamDict:
         """The meta-learned head plus the prototype head of ``features`` (see the module docstring).
 
         A class absent from the support set has a zero mean, so it keeps the meta-learned row alone."""
         weight_name, bias_name = f"{self.head_module_name}.weight", f"{self.head_module_name}.bias"
-        weight = params[weight_name]
+        weight = weights[weight_name]
         one_hot = torch.nn.functional.one_hot(labels, weight.shape[0]).to(features.dtype)
         means = ((one_hot.T @ features) / one_hot.sum(0).clamp(min=1).unsqueeze(1)).to(weight.dtype)
         scale = self.params.anil_prototype_scale
         out = {weight_name: weight + 2 * scale * means}
-        if bias_name in params:
-            out[bias_name] = params[bias_name] - scale * means.pow(2).sum(1)
+        if bias_name in weights:
+            out[bias_name] = weights[bias_name] - scale * means.pow(2).sum(1)
         return out

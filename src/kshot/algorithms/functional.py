@@ -6,9 +6,11 @@ model is run on them with :func:`torch.func.functional_call`; so any
 ``AutoModelForSequenceClassification`` works unchanged, and the adapted weights θ′ can stay a
 differentiable function of the initialisation θ (and of learned learning rates).
 
+Names: ``weights`` is always a :data:`ParamDict` of tensors; ``params`` is always kshot's ``Params`` (params.yaml).
+
 The pieces, from small to large:
 
-- :func:`trainable_names`, :func:`head_names`, :func:`params_of` — which weights take part;
+- :func:`trainable_names`, :func:`head_names`, :func:`weights_of` — which weights take part;
 - :func:`logits_of`, :func:`loss_of` — the model run on a ParamDict;
 - :class:`InnerUpdate` (:class:`SGDUpdate`, :class:`AdamUpdate`) — one inner step θ ← θ − lr·u(g),
   written with out-of-place tensor ops so it is differentiable; ``lr`` is a float or a ParamDict
@@ -65,7 +67,7 @@ def head_names(model: torch.nn.Module) -> list[str]:
     return head
 
 
-def params_of(model: torch.nn.Module, names: Sequence[str] | None = None) -> ParamDict:
+def weights_of(model: torch.nn.Module, names: Sequence[str] | None = None) -> ParamDict:
     """The model's own Parameters by name (the leaves gradients flow back to)."""
     named = dict(model.named_parameters())
     return {n: named[n] for n in (names if names is not None else trainable_names(model))}
@@ -73,35 +75,35 @@ def params_of(model: torch.nn.Module, names: Sequence[str] | None = None) -> Par
 
 # ---------------------------------------------------------------------------------------- forward
 def logits_of(
-    model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False
+    model: torch.nn.Module, weights: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False
 ) -> torch.Tensor:
-    """The model's logits with ``params`` in place of its own weights (buffers and the rest stay).
+    """The model's logits with ``weights`` in place of its own weights (buffers and the rest stay).
 
     ``double_backward``: the graph will be differentiated twice (a second-order inner step); the
     fused attention kernels have no second derivative, so attention runs on the composite "math"
     kernel. ``checkpointed``: keep only the inputs and recompute the forward pass in the backward
     pass; the recomputation re-enters ``functional_call`` (Hugging Face's own per-layer
-    checkpointing would recompute with the module's weights instead of ``params``).
+    checkpointing would recompute with the module's own Parameters instead).
     """
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    names = list(params)
+    names = list(weights)
 
     def forward(*tensors: torch.Tensor) -> torch.Tensor:
         kernel = sdpa_kernel(SDPBackend.MATH) if double_backward else contextlib.nullcontext()
         with kernel:
             return functional_call(model, dict(zip(names, tensors)), (), inputs).logits
 
-    tensors = [params[n] for n in names]
+    tensors = [weights[n] for n in names]
     if checkpointed and torch.is_grad_enabled():
         return checkpoint(forward, *tensors, use_reentrant=False)
     return forward(*tensors)
 
 
 def loss_of(
-    model: torch.nn.Module, params: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False
+    model: torch.nn.Module, weights: ParamDict, batch: Batch, double_backward: bool = False, checkpointed: bool = False
 ) -> torch.Tensor:
-    """Mean cross-entropy of the model on ``batch`` (which holds ``labels``) with ``params``."""
-    return cross_entropy(logits_of(model, params, batch, double_backward, checkpointed), batch["labels"])
+    """Mean cross-entropy of the model on ``batch`` (which holds ``labels``) with ``weights``."""
+    return cross_entropy(logits_of(model, weights, batch, double_backward, checkpointed), batch["labels"])
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -120,19 +122,19 @@ def _lr(lr: LearningRate, name: str) -> float | torch.Tensor:
 class InnerUpdate(Protocol):
     """One differentiable inner step. ``state`` starts from :meth:`init_state` for every task."""
 
-    def init_state(self, params: ParamDict) -> Any: ...
+    def init_state(self, weights: ParamDict) -> Any: ...
 
-    def __call__(self, params: ParamDict, grads: ParamDict, lr: LearningRate, state: Any) -> tuple[ParamDict, Any]: ...
+    def __call__(self, weights: ParamDict, grads: ParamDict, lr: LearningRate, state: Any) -> tuple[ParamDict, Any]: ...
 
 
 class SGDUpdate:
     """θ ← θ − lr·g."""
 
-    def init_state(self, params: ParamDict) -> None:
+    def init_state(self, weights: ParamDict) -> None:
         return None
 
-    def __call__(self, params, grads, lr, state):
-        return {n: p - _lr(lr, n) * grads[n] for n, p in params.items()}, state
+    def __call__(self, weights, grads, lr, state):
+        return {n: p - _lr(lr, n) * grads[n] for n, p in weights.items()}, state
 
 
 class AdamUpdate:
@@ -141,14 +143,14 @@ class AdamUpdate:
     def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.betas, self.eps = betas, eps
 
-    def init_state(self, params: ParamDict) -> dict[str, Any]:
+    def init_state(self, weights: ParamDict) -> dict[str, Any]:
         return {
             "t": 0,
-            "m": {n: torch.zeros_like(p) for n, p in params.items()},
-            "v": {n: torch.zeros_like(p) for n, p in params.items()},
+            "m": {n: torch.zeros_like(p) for n, p in weights.items()},
+            "v": {n: torch.zeros_like(p) for n, p in weights.items()},
         }
 
-    def __call__(self, params, grads, lr, state):
+    def __call__(self, weights, grads, lr, state):
         b1, b2 = self.betas
         t = state["t"] + 1
         m = {n: b1 * state["m"][n] + (1 - b1) * g for n, g in grads.items()}
@@ -156,7 +158,7 @@ class AdamUpdate:
         c1, c2 = 1 - b1**t, 1 - b2**t
         # sqrt(v + tiny) rather than sqrt(v): the derivative of sqrt at exactly 0 (an unused weight)
         # is infinite and would turn the second-order meta-gradient into NaN.
-        new = {n: p - _lr(lr, n) * (m[n] / c1) / (torch.sqrt(v[n] / c2 + 1e-30) + self.eps) for n, p in params.items()}
+        new = {n: p - _lr(lr, n) * (m[n] / c1) / (torch.sqrt(v[n] / c2 + 1e-30) + self.eps) for n, p in weights.items()}
         return new, {"t": t, "m": m, "v": v}
 
 
@@ -175,7 +177,7 @@ def clip_by_total_norm(grads: ParamDict, max_norm: float) -> ParamDict:
 # ---------------------------------------------------------------------------------------- inner loop
 def inner_loop(
     model: torch.nn.Module,
-    params: ParamDict,
+    weights: ParamDict,
     batches: Iterable[Batch],
     lr: LearningRate,
     update: InnerUpdate,
@@ -188,13 +190,13 @@ def inner_loop(
     loss_fn: Callable[[ParamDict, Any, bool], torch.Tensor] | None = None,
     scaler: LossScaler = NO_SCALING,
 ) -> tuple[ParamDict, list[float]]:
-    """Adapt ``params`` with one inner step per batch; returns (θ′, the loss of every step).
+    """Adapt ``weights`` with one inner step per batch; returns (θ′, the loss of every step).
 
-    ``adapt``: names updated in the inner loop (default: all of ``params``; anil: the head); the
-    others stay the very tensors of ``params``. ``second_order(i)``: keep the graph of step ``i``'s
+    ``adapt``: names updated in the inner loop (default: all of ``weights``; anil: the head); the
+    others stay the very tensors of ``weights``. ``second_order(i)``: keep the graph of step ``i``'s
     gradient (MAML), or treat that gradient as a constant (first-order MAML); a bool applies to
     every step. ``track_meta=False``: θ′ is not needed as a function of θ (adaptation at test time),
-    so each step starts from detached weights and no graph is kept. ``loss_fn(params, batch,
+    so each step starts from detached weights and no graph is kept. ``loss_fn(weights, batch,
     double_backward)``: the step's loss (default: the model's cross-entropy on the batch; anil
     passes a loss of the head alone on features computed once). ``scaler``: fp16's loss scale; a step
     whose gradients overflow is taken again at a lower scale (see loss_scale.py).
@@ -204,8 +206,8 @@ def inner_loop(
         def loss_fn(current: ParamDict, batch: Batch, keep: bool) -> torch.Tensor:
             return loss_of(model, current, batch, double_backward=keep, checkpointed=checkpointed)
 
-    names = list(adapt) if adapt is not None else list(params)
-    current = dict(params)
+    names = list(adapt) if adapt is not None else list(weights)
+    current = dict(weights)
     if not track_meta:
         current = {n: p.detach().requires_grad_(n in names) for n, p in current.items()}
     state = update.init_state({n: current[n].detach() for n in names})
@@ -264,14 +266,14 @@ def query_gradients(
 
 @torch.no_grad()
 def logits_in_batches(
-    model: torch.nn.Module, params: ParamDict, batches: Iterable[tuple[Any, Batch]], n: int, num_labels: int, device
+    model: torch.nn.Module, weights: ParamDict, batches: Iterable[tuple[Any, Batch]], n: int, num_labels: int, device
 ) -> torch.Tensor:
-    """Logits with ``params`` for every example, gathered back into the original order (as many columns
-    as the head in ``params`` has rows: ``num_labels`` only sizes an empty task's result)."""
+    """Logits with ``weights`` for every example, gathered back into the original order (as many columns
+    as the head in ``weights`` has rows: ``num_labels`` only sizes an empty task's result)."""
     out = None
     for idx, batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = logits_of(model, params, batch).float().cpu()
+        logits = logits_of(model, weights, batch).float().cpu()
         if out is None:
             out = torch.zeros(n, logits.shape[1])
         out[torch.as_tensor(idx)] = logits

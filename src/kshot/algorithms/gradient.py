@@ -32,10 +32,10 @@ from .functional import (
     inner_loop,
     logits_of,
     make_inner_update,
-    params_of,
     query_gradients,
     recomputed_meta_gradients,
     trainable_names,
+    weights_of,
 )
 from .heads import episode_head
 from .loss_scale import LossScaler
@@ -61,7 +61,7 @@ class GradientMetaLearner(ParamDictAlgorithm):
             disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
             disable()
         self.names = trainable_names(model)
-        self.meta = params_of(model, self.names)
+        self.meta = weights_of(model, self.names)
         self.head = head_names(model)
         modules = {n.split(".")[0] for n in self.head}
         self.head_module_name = modules.pop() if len(modules) == 1 else None
@@ -114,39 +114,39 @@ class GradientMetaLearner(ParamDictAlgorithm):
             )
 
     def with_task_head(
-        self, params: ParamDict, support: TaskExamples, track_meta: bool, features: torch.Tensor | None = None
+        self, weights: ParamDict, support: TaskExamples, track_meta: bool, features: torch.Tensor | None = None
     ) -> ParamDict:
-        """``params`` with the one-row head replaced by the episode's N-row starting head (see heads.py).
+        """``weights`` with the one-row head replaced by the episode's N-row starting head (see heads.py).
 
         ``features``: the support set's head inputs when the caller has them (anil), else computed here
-        with ``params`` when the rule needs them."""
+        with ``weights`` when the rule needs them."""
         p = self.params
         weight_name, bias_name = f"{self.head_module_name}.weight", f"{self.head_module_name}.bias"
         n = int(support.labels.max()) + 1
         labels = torch.as_tensor(support.labels, device=self.device)
         if p.new_class_head == "prototypes" and features is None:
             batch = to_device(collate(support.input_ids, self.pad_token_id), self.device)
-            source = params if track_meta else {k: v.detach() for k, v in params.items()}
+            source = weights if track_meta else {k: v.detach() for k, v in weights.items()}
             # The body's support pass joins the inner loop's graph: with second-order steps it is differentiated
             # twice, which the fused attention kernels cannot do.
             twice = track_meta and bool(self.second_order(p.inner_steps))
             with torch.set_grad_enabled(track_meta), autocast(self.accelerator):
                 features = self.head_inputs(source, batch, double_backward=twice)
         if features is not None:
-            features = features.to(params[weight_name].dtype)
+            features = features.to(weights[weight_name].dtype)
         weight, bias = episode_head(
-            p.new_class_head, params[weight_name], params.get(bias_name), n, features, labels, p.new_class_head_scale
+            p.new_class_head, weights[weight_name], weights.get(bias_name), n, features, labels, p.new_class_head_scale
         )
-        out = dict(params)
+        out = dict(weights)
         out[weight_name] = weight
         if bias is not None:
             out[bias_name] = bias
         return out
 
     def head_inputs(
-        self, params: ParamDict, batch: dict[str, torch.Tensor], double_backward: bool = False
+        self, weights: ParamDict, batch: dict[str, torch.Tensor], double_backward: bool = False
     ) -> torch.Tensor:
-        """What the body feeds the head for ``batch`` (with weights ``params``), captured by a hook.
+        """What the body feeds the head for ``batch`` (with weights ``weights``), captured by a hook.
 
         Never checkpointed: a recomputed forward pass would not reproduce the captured tensor's graph,
         and the support set is small."""
@@ -155,7 +155,7 @@ class GradientMetaLearner(ParamDictAlgorithm):
             lambda _m, args: captured.append(args[0])
         )
         try:
-            logits_of(self.model, params, batch, double_backward=double_backward)
+            logits_of(self.model, weights, batch, double_backward=double_backward)
         finally:
             hook.remove()
         return captured[0]

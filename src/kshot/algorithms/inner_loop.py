@@ -11,12 +11,12 @@ from .functional import cross_entropy
 from .loss_scale import LossScaler
 
 
-def make_inner_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+def make_inner_optimizer(name: str, tensors, lr: float) -> torch.optim.Optimizer:
     # A fresh optimizer per task: its state (Adam moments) must not leak from one task to the next.
     # foreach: one fused kernel per operation over all tensors; torch enables it by default on GPUs only.
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, foreach=True)
-    return torch.optim.SGD(params, lr=lr, foreach=True)
+        return torch.optim.Adam(tensors, lr=lr, foreach=True)
+    return torch.optim.SGD(tensors, lr=lr, foreach=True)
 
 
 def train_steps(
@@ -40,8 +40,8 @@ def train_steps(
     overflow is taken again at a lower scale."""
     if steps == 0:
         return float("nan")
-    params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
-    opt = make_inner_optimizer(optimizer, params, lr)
+    trainable = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
+    opt = make_inner_optimizer(optimizer, trainable, lr)
     model.train()
     losses = []
     scaler = scaler or LossScaler.for_accelerator(accelerator)
@@ -56,9 +56,9 @@ def train_steps(
             # model (one meta-learned row, a task's N-row head in its place) would be read as a regression.
             return cross_entropy(logits, labels)
 
-        loss = scaler.backward(step_loss, params, lambda: opt.zero_grad(set_to_none=True))
+        loss = scaler.backward(step_loss, trainable, lambda: opt.zero_grad(set_to_none=True))
         if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
         opt.step()
         losses.append(loss.detach())
     return float(torch.stack(losses).mean())

@@ -72,10 +72,10 @@ class LossScaler:
             return {k: None if g is None else g * inv for k, g in grads.items()}
         return type(grads)(None if g is None else g * inv for g in grads)
 
-    def unscale_grads_(self, params: Iterable[torch.Tensor]) -> None:
-        """Divide the ``.grad`` of ``params`` by the scale, in place."""
+    def unscale_grads_(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Divide the ``.grad`` of ``tensors`` by the scale, in place."""
         if self.enabled:
-            grads = [p.grad for p in params if p.grad is not None]
+            grads = [p.grad for p in tensors if p.grad is not None]
             if grads:
                 torch._foreach_mul_(grads, 1.0 / self.value)
 
@@ -112,19 +112,19 @@ class LossScaler:
         return finite
 
     def backward(
-        self, compute_loss: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], zero_grad: Callable[[], None]
+        self, compute_loss: Callable[[], torch.Tensor], tensors: Sequence[torch.Tensor], zero_grad: Callable[[], None]
     ) -> torch.Tensor:
-        """One ``backward`` step's gradients into ``params``' ``.grad``, unscaled; returns the loss. ``compute_loss``
+        """One ``backward`` step's gradients into ``tensors``' ``.grad``, unscaled; returns the loss. ``compute_loss``
         runs the forward pass; ``zero_grad`` clears the gradients before each try (an overflow is tried again)."""
 
         def compute():
             loss = compute_loss()
             zero_grad()
             self.scale(loss).backward()
-            return loss, [p.grad for p in params]
+            return loss, [p.grad for p in tensors]
 
-        loss, grads = self.gradients(compute, [f"{len(params)} parameters"])
-        for p, g in zip(params, grads):
+        loss, grads = self.gradients(compute, [f"{len(tensors)} parameters"])
+        for p, g in zip(tensors, grads):
             p.grad = g
         return loss
 

@@ -41,12 +41,12 @@ def apply_outer_update(
     optimizer.zero_grad(set_to_none=True)
 
 
-def make_outer_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer | None:
+def make_outer_optimizer(name: str, tensors: list[torch.Tensor], lr: float) -> torch.optim.Optimizer | None:
     if name == "none":
         return None
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(0.0, 0.999))
-    return torch.optim.SGD(params, lr=lr)
+        return torch.optim.Adam(tensors, lr=lr, betas=(0.0, 0.999))
+    return torch.optim.SGD(tensors, lr=lr)
 
 
 class Reptile(MetaAlgorithm):

@@ -200,11 +200,11 @@ def _check_bert(model: nn.Module) -> None:
 
 
 def _fill(module: nn.Module, fill: dict[str, str], hidden: int, model_name: str) -> None:
-    params = dict(module.named_parameters())
-    odd = sorted(set(params) ^ set(fill))
+    weights = dict(module.named_parameters())
+    odd = sorted(set(weights) ^ set(fill))
     odd += [
         f"{n} {list(p.shape)}"
-        for n, p in params.items()
+        for n, p in weights.items()
         if fill.get(n, "").endswith("eye") and p.shape != (hidden, hidden)
     ]
     if odd:  # checked before any change, so a refused model is left as it was
@@ -214,7 +214,7 @@ def _fill(module: nn.Module, fill: dict[str, str], hidden: int, model_name: str)
         )
     values = {"zero": 0.0, "one": 1.0, "eye": 1.0, "lambda_eye": LAMBDA, "epsilon_eye": 1 / math.sqrt(hidden)}
     with torch.no_grad():
-        for name, p in params.items():
+        for name, p in weights.items():
             kind = fill[name]
             if kind.endswith("eye"):
                 p.copy_(torch.eye(hidden) * values[kind])

@@ -7,7 +7,7 @@ from .persistence import load_lopt, lopt_files
 from .unroll import (
     MetaGradients,
     UnrollOptions,
-    adapt_params,
+    adapt_weights,
     meta_gradients,
     model_loss_fn,
 )
@@ -18,7 +18,7 @@ __all__ = [
     "LoptConfig",
     "MetaGradients",
     "UnrollOptions",
-    "adapt_params",
+    "adapt_weights",
     "load_lopt",
     "lopt_files",
     "meta_gradients",

@@ -24,14 +24,14 @@ from ...errors import ConfigError
 from ...models import read_kshot_meta
 from ..adapted_params import ParamDictAlgorithm
 from ..base import reduce_mean, support_batches, to_device
-from ..functional import params_of, trainable_names
+from ..functional import trainable_names, weights_of
 from ..heads import episode_head
 from ..loss_scale import refuse_unscaled_fp16
 from ..shared_state import sum_across_processes
 from ..task_head import TaskHead
 from .network import LearnedOptimizer, LoptConfig
 from .persistence import has_lopt, load_lopt, lopt_files, lopt_from_state, lopt_state
-from .unroll import UnrollOptions, adapt_params, meta_gradients, model_loss_fn
+from .unroll import UnrollOptions, adapt_weights, meta_gradients, model_loss_fn
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
         super().__init__(model, params, accelerator, pad_token_id)
         check_params(params)
         self.names = trainable_names(model)
-        self.meta = params_of(model, self.names)
+        self.meta = weights_of(model, self.names)
         if params.gradient_checkpointing:
             # Hugging Face's per-layer checkpointing would recompute with the module's own weights, not
             # the unrolled ones; the functional forward pass is checkpointed as a whole instead.
@@ -237,7 +237,7 @@ class LearnedOptimizerAlgorithm(ParamDictAlgorithm):
         init = self._task_init(support)
         batches = self._support(support, steps, seed)
         self.model.train()
-        self.adapted, losses = adapt_params(self.lopt, self.loss_fn, init, batches)
+        self.adapted, losses = adapt_weights(self.lopt, self.loss_fn, init, batches)
         self.adapted_labels = support.label_names
         return {"loss": float(np.mean(losses)) if losses else float("nan")}
 

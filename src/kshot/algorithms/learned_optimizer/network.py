@@ -128,9 +128,9 @@ class LearnedOptimizer(nn.Module):
         return 0.0 if i is None else self.log_scale[i]
 
     # ------------------------------------------------------------------ the update rule
-    def init_slots(self, params: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
+    def init_slots(self, weights: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
         slots = {}
-        for name, p in params.items():
+        for name, p in weights.items():
             moments = (torch.zeros_like(p), torch.zeros_like(p))
             if self.config.kind == "lstm":
                 hidden = p.new_zeros(p.numel(), self.config.hidden)
@@ -189,19 +189,19 @@ class LearnedOptimizer(nn.Module):
 
     def step(
         self,
-        params: dict[str, torch.Tensor],
+        weights: dict[str, torch.Tensor],
         grads: dict[str, torch.Tensor],
         slots: dict[str, tuple],
         t: int,
         detach_inputs: bool = False,
         recompute: bool = False,
     ) -> tuple[dict[str, torch.Tensor], dict[str, tuple]]:
-        new_params, new_slots = {}, {}
-        for name, theta in params.items():
-            new_params[name], new_slots[name] = self.update(
+        new_weights, new_slots = {}, {}
+        for name, theta in weights.items():
+            new_weights[name], new_slots[name] = self.update(
                 name, theta, grads[name], slots[name], t, detach_inputs, recompute
             )
-        return new_params, new_slots
+        return new_weights, new_slots
 
     # ------------------------------------------------------------------ set-ups used by tests and users
     @torch.no_grad()

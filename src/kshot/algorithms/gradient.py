@@ -146,7 +146,7 @@ class GradientMetaLearner(ParamDictAlgorithm):
     def head_inputs(
         self, weights: ParamDict, batch: dict[str, torch.Tensor], double_backward: bool = False
     ) -> torch.Tensor:
-        """What the body feeds the head for ``batch`` (with weights ``weights``), captured by a hook.
+        """What the body feeds the head for ``batch`` (run with ``weights``), captured by a hook.
 
         Never checkpointed: a recomputed forward pass would not reproduce the captured tensor's graph,
         and the support set is small."""

@@ -433,3 +433,30 @@ def test_prune_by_is_checked_stored_and_reports_per_mille_of_the_trials_schedule
     outcome = run_trial(store, _pruning_at_every_report(store, "spared", spared), spared, 0)
     assert outcome.state == "complete"
     store.close()
+
+
+def test_a_study_exported_and_imported_warm_starts_a_study_in_another_database(tmp_path, tiny_run):
+    """What one machine's search learnt goes into another database (the CLI's export and import, as processes)."""
+    first_db, second_db = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'second.db'}"
+    first_store = AttemptStore(first_db)
+    first = run_search(first_store, optuna_storage(first_db), "first", _spec(tiny_run), 2)
+    archive = tmp_path / "first.jsonl"
+    run = [sys.executable, "-m", "kshot", "attempts"]
+    out = subprocess.run([*run, "export", str(archive), "--study", "first", "--db", first_db], capture_output=True)
+    assert out.returncode == 0 and b"Wrote 2 attempt(s)" in out.stdout
+    out = subprocess.run([*run, "import", str(archive), "--db", second_db], capture_output=True)
+    assert out.returncode == 0 and b"Added 2 attempt(s)" in out.stdout
+
+    store = AttemptStore(second_db)
+    # The study itself did not move (Optuna's tables): its name is refused, since its trials' attempt names are taken.
+    with pytest.raises(ConfigError, match="holds attempts of a study named 'first'"):
+        run_search(store, optuna_storage(second_db), "first", _spec(tiny_run), 1)
+    second = run_search(store, optuna_storage(second_db), "second", _spec(tiny_run), 1, warm=True)
+    assert second.warm.added == 2
+    import optuna
+
+    study = optuna.load_study(study_name="second", storage=optuna_storage(second_db))
+    warm = sorted(t.value for t in study.trials if t.user_attrs.get("warm_start"))
+    assert warm == pytest.approx(sorted(o.value for o in first.outcomes))
+    first_store.close()
+    store.close()

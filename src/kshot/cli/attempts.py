@@ -276,6 +276,41 @@ def compare(
         head(f"  {_clip(task, label - 3)}", cells)
 
 
+@app.command("export")
+def export(
+    file: Annotated[Path, typer.Argument(help="The archive to write (JSON lines, one attempt a line).")],
+    study: Annotated[Optional[str], typer.Option("--study", help="Only the trials of this study.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Only names containing this text.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write final attempts (completed, pruned) with their steps and evaluations, for `kshot attempts import`."""
+    from ..tracking import AttemptStore
+    from ..tracking.archive import export_attempts
+    from ..tracking.database import safe_url
+
+    store = AttemptStore(db)
+    report = export_attempts(store, file, study=study, name=name)
+    left = f"; {report.not_final} not final (queued, running, failed, cancelled) left out" if report.not_final else ""
+    typer.echo(f"Wrote {report.exported} attempt(s) of {safe_url(store.url)} to {file}{left}.")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="An archive written by `kshot attempts export`.")],
+    db: DbOpt = None,
+) -> None:
+    """Add an archive's attempts to this store (a name it holds already is kept as it is). `kshot tune
+    --warm-start` then starts new studies from them."""
+    from ..tracking import AttemptStore
+    from ..tracking.archive import import_attempts
+    from ..tracking.database import safe_url
+
+    store = AttemptStore(db)
+    report = import_attempts(store, file)
+    kept = f"; {report.already_here} already there, kept as they were" if report.already_here else ""
+    typer.echo(f"Added {report.added} attempt(s) from {file} to {safe_url(store.url)}{kept}.")
+
+
 # -- helpers ----------------------------------------------------------------------------------
 def _open(db: str | None, key: str, store=None):
     from ..tracking import AttemptNotFound, AttemptStore

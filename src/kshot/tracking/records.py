@@ -12,6 +12,7 @@ from typing import Any
 ATTEMPT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "pruned")
 ATTEMPT_KINDS = ("train", "test")
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "pruned")
+FINAL_STATUSES = ("completed", "pruned")  # never change again (TRANSITIONS below): what moves between databases
 # The statuses each status may change to. A completed (or pruned) attempt is final; a failed or
 # cancelled one goes back to queued (or straight to running) only to resume from its checkpoint.
 TRANSITIONS: dict[str, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import ConfigError
+from ..errors import ConfigError, shown
 from .database import database_url, make_engine, safe_url, upgrade
 from .errors import AttemptError, AttemptExists, AttemptNotFound, IllegalTransition
 from .heartbeat import lease_timing
@@ -31,6 +31,7 @@ from .models import Attempt, Evaluation, Step, utcnow
 from .records import (
     ATTEMPT_KINDS,
     ATTEMPT_STATUSES,
+    FINAL_STATUSES,
     FINISHED_STATUSES,
     TRANSITIONS,
     AttemptRecord,
@@ -353,7 +354,7 @@ class AttemptStore:
     def add_evaluation(self, attempt_id: int, step: int, split: str, results: dict) -> None:
         """Record ``evaluate_tasks`` output ({"tasks": {name: {accuracy, macro_f1, n_query, ...}}, "mean": ...})."""
         if not isinstance(split, str) or not split or len(split) > 32:
-            raise AttemptError(f"Evaluation split must be a name such as 'validation' or 'test', got {split!r}.")
+            raise AttemptError(f"Evaluation split must be a name such as 'validation' or 'test', got {shown(split)}.")
         tasks = (results or {}).get("tasks")
         if not isinstance(tasks, dict):
             raise AttemptError(
@@ -367,21 +368,32 @@ class AttemptStore:
                 )
             )
             for task, metrics in tasks.items():
-                clean = _clean_metrics(metrics)
-                n_query = clean.pop("n_query", None)
-                session.add(
-                    Evaluation(
-                        attempt_id=attempt_id,
-                        step=step,
-                        split=split,
-                        task=str(task),
-                        accuracy=clean.pop("accuracy", None),
-                        macro_f1=clean.pop("macro_f1", None),
-                        n_query=int(n_query) if n_query is not None else None,
-                        extra=clean,
-                    )
-                )
+                session.add(_evaluation_row(attempt_id, step, split, task, metrics))
             session.get(Attempt, attempt_id).updated_at = utcnow()
+
+    def restore_attempt(
+        self,
+        fields: dict[str, Any],
+        steps: Iterable[tuple[int, dict]],
+        evaluations: Iterable[tuple[int, str, str, dict]],
+    ) -> AttemptRecord | None:
+        """A final attempt of another database (`kshot attempts import`): its fields, its steps as (step,
+        metrics) and its evaluations as (step, split, task, metrics), written in one transaction. None,
+        writing nothing, when this database has an attempt of that name (or that study's trial) already."""
+        values = restorable_fields(fields)
+        try:
+            with self._sessions.begin() as session:
+                row = Attempt(**{"metrics": {}, "artefacts": {}, **values})
+                session.add(row)
+                session.flush()  # its id, for the rows below
+                for step, metrics in steps:
+                    clean = _clean_metrics(metrics)
+                    session.add(Step(attempt_id=row.id, step=step, loss=clean.get("loss"), metrics=clean))
+                for step, split, task, metrics in evaluations:
+                    session.add(_evaluation_row(row.id, step, split, task, metrics))
+        except IntegrityError:
+            return None
+        return _record(row)
 
     def evaluations(self, attempt_id: int, split: str | None = None) -> list[EvaluationRecord]:
         query = select(Evaluation).where(Evaluation.attempt_id == attempt_id)
@@ -581,7 +593,7 @@ class AttemptStore:
 
     def _find(self, session: Session, key: int | str) -> Attempt | None:
         if isinstance(key, bool) or not isinstance(key, (int, str)):
-            raise AttemptError(f"An attempt is found by id (int) or name (str), got {key!r}.")
+            raise AttemptError(f"An attempt is found by id (int) or name (str), got {shown(key)}.")
         if isinstance(key, int):
             return session.get(Attempt, key)
         return session.scalar(select(Attempt).where(Attempt.name == key))
@@ -589,7 +601,7 @@ class AttemptStore:
     def _get(self, session: Session, key: int | str) -> Attempt:
         row = self._find(session, key)
         if row is None:
-            raise AttemptNotFound(f"No attempt {key!r} in {safe_url(self.url)}; see `kshot attempts list`.")
+            raise AttemptNotFound(f"No attempt {shown(key)} in {safe_url(self.url)}; see `kshot attempts list`.")
         return row
 
 
@@ -656,8 +668,8 @@ def _record(row: Attempt) -> AttemptRecord:
 def _check_name(name: Any) -> None:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise AttemptError(
-            f"Invalid attempt name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or "
-            "digit and not all digits, e.g. 'reptile-lr1e-4'."
+            f"Invalid attempt name {shown(name)}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit and not all digits, e.g. 'reptile-lr1e-4'."
         )
 
 
@@ -699,9 +711,37 @@ def _clean_metrics(metrics: dict) -> dict[str, Any]:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise AttemptError(f"Metric '{key}' must be a number, got {value!r}.") from None
+            raise AttemptError(f"Metric {shown(str(key))} must be a number, got {shown(value)}.") from None
         clean[str(key)] = (value if isinstance(value, int) else number) if math.isfinite(number) else None
     return clean
+
+
+def restorable_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` of a final attempt from another database, checked as the store checks its own writes."""
+    values = _clean_fields(fields)
+    _check_name(values.get("name"))
+    _check_choice("kind", values.get("kind"), ATTEMPT_KINDS)
+    if values.get("status") not in FINAL_STATUSES:
+        raise AttemptError(f"Only a final attempt ({', '.join(FINAL_STATUSES)}) can be restored.")
+    for key in ("created_at", "updated_at"):
+        if values.get(key) is not None and not isinstance(values[key], datetime):
+            raise AttemptError(f"Attempt field '{key}' must be a datetime, got {type(values[key]).__name__}.")
+    return values
+
+
+def _evaluation_row(attempt_id: int, step: int, split: str, task: Any, metrics: dict) -> Evaluation:
+    clean = _clean_metrics(metrics)
+    n_query = clean.pop("n_query", None)
+    return Evaluation(
+        attempt_id=attempt_id,
+        step=step,
+        split=split,
+        task=str(task),
+        accuracy=clean.pop("accuracy", None),
+        macro_f1=clean.pop("macro_f1", None),
+        n_query=int(n_query) if n_query is not None else None,
+        extra=clean,
+    )
 
 
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -726,10 +766,10 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
             and values[key] is not None
             and (isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 0)
         ):
-            raise AttemptError(f"Attempt field '{key}' must be an integer 0 or more, got {values[key]!r}.")
+            raise AttemptError(f"Attempt field '{key}' must be an integer 0 or more, got {shown(values[key])}.")
     for key in ("started_at", "finished_at"):
         if values.get(key) is not None and not isinstance(values[key], datetime):
-            raise AttemptError(f"Attempt field '{key}' must be a datetime, got {values[key]!r}.")
+            raise AttemptError(f"Attempt field '{key}' must be a datetime, got {shown(values[key])}.")
     return values
 
 

@@ -52,7 +52,7 @@ def run_search(
         raise ConfigError(f"--timeout must be seconds above 0 and at most 30 days, got {timeout!r}.")
     import kshot.training.trainer  # noqa: F401  (torch and transformers load before a trial's lease starts)
 
-    study, spec = open_study(storage, study_name, spec)
+    study, spec = open_study(storage, study_name, spec, store)
     fail_lost_trials(store, study)
     result = SearchResult(study_name)
     if warm:

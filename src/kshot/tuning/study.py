@@ -163,8 +163,11 @@ def stored_spec(storage, name: str, wait: float = 0.0) -> StudySpec | None:
         time.sleep(SPEC_POLL_SECONDS)
 
 
-def open_study(storage, name: str, spec: StudySpec | None):
-    """Create the study, or load it; a given spec must match the stored one. Returns (study, spec)."""
+def open_study(storage, name: str, spec: StudySpec | None, store: AttemptStore | None = None):
+    """Create the study, or load it; a given spec must match the stored one. Returns (study, spec).
+
+    ``store``: a new study's name must not be that of attempts already there (imported from another
+    database): its trials' attempt names would be taken, and no process could claim them."""
     import optuna
 
     from .sampler import TrialSeededTPE, sampler_seed  # optuna at call time, not when kshot is imported
@@ -188,6 +191,11 @@ def open_study(storage, name: str, spec: StudySpec | None):
         spec = stored
     elif spec is None:
         raise ConfigError(f"No study named '{name}' yet: give -c, -p and -s to start it.")
+    elif store is not None and store.list_attempts(study=name, limit=1)[1]:
+        raise ConfigError(
+            f"This database holds attempts of a study named '{name}' (imported with `kshot attempts import`?) but "
+            "not the study itself: start a study of another name, and --warm-start adds those attempts to it."
+        )
     sampler = TrialSeededTPE(sampler_seed(name, spec.params.seed))
     study = optuna.create_study(
         storage=storage,

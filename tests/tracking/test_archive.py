@@ -8,6 +8,7 @@ import pytest
 
 from kshot.errors import ConfigError
 from kshot.tracking import AttemptStore
+from kshot.tracking import archive as archive_module
 from kshot.tracking.archive import MAX_LINE_BYTES, export_attempts, import_attempts
 
 COMMAND = {
@@ -132,6 +133,10 @@ def test_an_overlong_line_or_a_missing_file_is_refused(store, tmp_path):
     with archive.open("w", encoding="utf-8") as f:
         f.write(_line(metrics={"x": "a" * (MAX_LINE_BYTES + 10)}) + "\n")
     with pytest.raises(ConfigError, match="line 1 is longer than"):
+        import_attempts(store, archive)
+    with archive.open("r+b") as f:
+        f.truncate(archive_module.MAX_FILE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ConfigError, match="larger than 512 MiB"):
         import_attempts(store, archive)
     with pytest.raises(ConfigError, match="No archive file"):
         import_attempts(store, tmp_path / "missing.jsonl")

@@ -32,6 +32,7 @@ FORMAT = "kshot-attempt"
 VERSION = 1
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one attempt: 10,000 steps of metrics and 10,000 task scores fit easily
 MAX_ATTEMPTS = 100_000  # per file
+MAX_FILE_BYTES = 512 * 1024 * 1024  # the whole file is checked, in memory, before anything is written
 MAX_ROWS = 1_000_000  # steps, and evaluations, per attempt
 MAX_METRICS = 64  # keys per step or task
 MAX_KEY = 64  # characters of a metric's name
@@ -101,6 +102,10 @@ def read_archive(path: Path) -> Iterator[tuple[dict, list, list]]:
     """(fields, steps, evaluations) of each line, checked; ConfigError naming the file and line otherwise."""
     if not path.is_file():
         raise ConfigError(f"No archive file {shown(str(path))}: give the file `kshot attempts export` wrote.")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{shown(str(path))} is larger than {MAX_FILE_BYTES // 2**20:,} MiB: split it (e.g. export by --study)."
+        )
     entries, names = [], set()
     with path.open("rb") as file:
         number = 0

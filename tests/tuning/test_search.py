@@ -460,3 +460,38 @@ def test_a_study_exported_and_imported_warm_starts_a_study_in_another_database(t
     assert warm == pytest.approx(sorted(o.value for o in first.outcomes))
     first_store.close()
     store.close()
+
+
+def test_progress_pruning_judges_a_collapsed_long_trial_against_peers_between_their_reports():
+    """The sixth ARSC search's trial 5: every review called negative (0.436) through 400 steps, never pruned,
+    since Optuna's median compares only equal report steps. Peers read between their reports prune it at 500."""
+    import optuna
+
+    from kshot.tuning.pruners import value_at
+    from kshot.tuning.study import make_pruner, reported_step
+
+    peers = [  # (meta_steps, macro-F1 at each validation, every 100 steps): trials 0, 2 and 3 of that search
+        (300, [0.708, 0.741, 0.749]),
+        (300, [0.692, 0.742, 0.736]),
+        (200, [0.436, 0.436]),
+    ]
+
+    def pruned_at(pruner):
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        for meta_steps, values in peers:
+            t = study.ask()
+            for i, v in enumerate(values):
+                t.report(v, reported_step("progress", 100 * (i + 1), meta_steps))
+            study.tell(t, max(values))
+        collapsed = study.ask()
+        for step in (100, 200, 300, 400):
+            collapsed.report(0.436, reported_step("progress", step, 400))
+            if step > 100 and step < 400 and collapsed.should_prune():  # --prune-after 100; never at its last step
+                return step
+        return None
+
+    assert pruned_at(optuna.pruners.MedianPruner(n_startup_trials=1)) is None  # Optuna's own: no peer at 750
+    assert pruned_at(make_pruner("median", 100, "progress")) == 200  # median of 0.724, 0.717, 0.436 at 500
+    assert value_at({333: 0.708, 667: 0.741}, 500) == pytest.approx(0.708 + 0.033 * 167 / 334)
+    assert value_at({333: 0.708, 667: 0.741}, 250) is None  # never before a peer's first report, nor after its last
+    assert value_at({333: 0.708, 667: 0.741}, 750) is None

@@ -126,6 +126,10 @@ def make_pruner(name: str, prune_after: int = 0, prune_by: str = "step"):
     if prune_by == "progress":
         prune_after = 0
 
+    if name == "median" and prune_by == "progress":
+        from .pruners import InterpolatedMedianPruner
+
+        return InterpolatedMedianPruner(n_startup_trials=1)  # schedules of unlike length report at unlike steps
     if name == "median":
         # From the second trial on: on a 2-core CPU one ARSC trial takes 10-40 minutes, so a second unprunable
         # one would spend a third of a 90-minute search. At every validation after prune_after (0: the first,

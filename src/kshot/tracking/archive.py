@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,7 +87,7 @@ def attempt_line(store: AttemptStore, attempt: AttemptRecord) -> dict[str, Any]:
 
 def import_attempts(store: AttemptStore, path: Path) -> ImportReport:
     """Add the attempts of the archive at ``path``: all lines are checked first, so a bad file writes nothing."""
-    entries = list(read_archive(Path(path)))
+    entries = read_archive(Path(path))
     report = ImportReport()
     for fields, steps, evaluations in entries:
         if store.restore_attempt(fields, steps, evaluations) is None:
@@ -98,7 +97,7 @@ def import_attempts(store: AttemptStore, path: Path) -> ImportReport:
     return report
 
 
-def read_archive(path: Path) -> Iterator[tuple[dict, list, list]]:
+def read_archive(path: Path) -> list[tuple[dict, list, list]]:
     """(fields, steps, evaluations) of each line, checked; ConfigError naming the file and line otherwise."""
     if not path.is_file():
         raise ConfigError(f"No archive file {shown(str(path))}: give the file `kshot attempts export` wrote.")
@@ -129,7 +128,7 @@ def read_archive(path: Path) -> Iterator[tuple[dict, list, list]]:
                 raise ConfigError(f"{where}: attempt {shown(entry[0]['name'])} appears twice in the file.")
             names.add(entry[0]["name"])
             entries.append(entry)
-    return iter(entries)
+    return entries
 
 
 def checked_line(line: Any) -> tuple[dict, list, list]:

@@ -326,7 +326,7 @@ class AttemptStore:
             attempt = self._get(session, attempt_id)
             row = session.get(Step, (attempt_id, step))
             if row is None:
-                session.add(Step(attempt_id=attempt_id, step=step, loss=clean.get("loss"), metrics=clean))
+                session.add(_step_row(attempt_id, step, clean))
             else:
                 row.loss, row.metrics, row.created_at = clean.get("loss"), clean, utcnow()
             attempt.n_steps = max(attempt.n_steps or 0, step)
@@ -387,8 +387,7 @@ class AttemptStore:
                 session.add(row)
                 session.flush()  # its id, for the rows below
                 for step, metrics in steps:
-                    clean = _clean_metrics(metrics)
-                    session.add(Step(attempt_id=row.id, step=step, loss=clean.get("loss"), metrics=clean))
+                    session.add(_step_row(row.id, step, _clean_metrics(metrics)))
                 for step, split, task, metrics in evaluations:
                     session.add(_evaluation_row(row.id, step, split, task, metrics))
         except IntegrityError:
@@ -727,6 +726,10 @@ def restorable_fields(fields: dict[str, Any]) -> dict[str, Any]:
         if values.get(key) is not None and not isinstance(values[key], datetime):
             raise AttemptError(f"Attempt field '{key}' must be a datetime, got {type(values[key]).__name__}.")
     return values
+
+
+def _step_row(attempt_id: int, step: int, clean: dict[str, Any]) -> Step:
+    return Step(attempt_id=attempt_id, step=step, loss=clean.get("loss"), metrics=clean)
 
 
 def _evaluation_row(attempt_id: int, step: int, split: str, task: Any, metrics: dict) -> Evaluation:

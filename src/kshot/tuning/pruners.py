@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from statistics import median
 
 import optuna
 from optuna.trial import TrialState
@@ -36,8 +37,8 @@ class InterpolatedMedianPruner(optuna.pruners.BasePruner):
         peers = [v for t in completed if (v := value_at(t.intermediate_values, step)) is not None]
         if not peers:
             return False
-        median = _median(peers)
-        return value < median if study.direction == optuna.study.StudyDirection.MAXIMIZE else value > median
+        middle = median(peers)
+        return value < middle if study.direction == optuna.study.StudyDirection.MAXIMIZE else value > middle
 
 
 def value_at(reports: dict[int, float], step: int) -> float | None:
@@ -50,8 +51,3 @@ def value_at(reports: dict[int, float], step: int) -> float | None:
         return reports[step]
     lo, hi = steps[i - 1], steps[i]
     return reports[lo] + (reports[hi] - reports[lo]) * (step - lo) / (hi - lo)
-
-
-def _median(values: list[float]) -> float:
-    ordered, n = sorted(values), len(values)
-    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2

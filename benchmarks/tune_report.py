@@ -6,15 +6,21 @@ For each study: trials by state, the best value and the trial that reached it, t
 time of its trials and what pruning saved (the steps a pruned trial did not run, at its own rate). With
 a second (warm-started) study: how many of its own trials (warm-start trials not counted) it needed to
 reach the first study's best value, against the first study's count. ``--steps``: a Markdown table of every
-trial, its sampled params and its mean validation accuracy / macro-F1 at each periodic validation.
+trial, its sampled params and its mean validation accuracy / macro-F1 at each periodic validation; and for
+each pruned trial, its last report against the median that the interpolating progress pruner reads there from
+the trials completed before it (a study pruned by Optuna's own median pruner read only the peers reported there).
 """
 
 from __future__ import annotations
 
 import argparse
+from statistics import median
+
+from optuna.trial import TrialState
 
 from kshot.tracking import AttemptStore, means_by_step
 from kshot.tuning import optuna_storage
+from kshot.tuning.pruners import value_at
 from kshot.tuning.search import summarize
 from kshot.tuning.study import open_study
 
@@ -29,6 +35,25 @@ def trials_to_reach(trials, value: float) -> int | None:
         if t.value is not None and t.state.name == "COMPLETE" and t.value >= value:
             return i
     return None
+
+
+def pruned_lines(study) -> list[str]:
+    """Each pruned trial's last report and the median of earlier completed trials' values at that share."""
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    lines = []
+    for t in trials:
+        if t.state != TrialState.PRUNED or not t.intermediate_values:
+            continue
+        share = max(t.intermediate_values)
+        earlier = [p for p in trials if p.state == TrialState.COMPLETE and p.number < t.number]
+        peers = [v for p in earlier if (v := value_at(p.intermediate_values, share)) is not None]
+        direct = sum(share in p.intermediate_values for p in earlier)
+        middle = f"{median(peers):.4f}" if peers else "none"
+        lines.append(
+            f"  pruned trial {t.number} at {share}: {t.intermediate_values[share]:.4f} against the median {middle} "
+            f"of {len(peers)} completed peers ({direct} reported there, the rest read between their reports)"
+        )
+    return lines
 
 
 def steps_table(store: AttemptStore, study, attempts) -> str:
@@ -85,6 +110,8 @@ def main() -> None:
                 f"  own trials to reach the first study's best ({first_best:.4f}): "
                 f"{trials_to_reach(own_trials(study), first_best)}"
             )
+        for line in pruned_lines(study):
+            print(line)
         if args.steps:
             print(steps_table(store, study, attempts))
 

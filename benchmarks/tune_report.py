@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from kshot.tracking import AttemptStore, means_by_step
 from kshot.tuning import optuna_storage
-from kshot.tuning.pruners import value_at
+from kshot.tuning.pruners import peer_values
 from kshot.tuning.search import summarize
 from kshot.tuning.study import open_study
 
@@ -46,7 +46,7 @@ def pruned_lines(study) -> list[str]:
             continue
         share = max(t.intermediate_values)
         earlier = [p for p in trials if p.state == TrialState.COMPLETE and p.number < t.number]
-        peers = [v for p in earlier if (v := value_at(p.intermediate_values, share)) is not None]
+        peers = peer_values(earlier, share)
         direct = sum(share in p.intermediate_values for p in earlier)
         middle = f"{median(peers):.4f}" if peers else "none"
         lines.append(

@@ -34,11 +34,16 @@ class InterpolatedMedianPruner(optuna.pruners.BasePruner):
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(completed) < self.n_startup_trials:
             return False
-        peers = [v for t in completed if (v := value_at(t.intermediate_values, step)) is not None]
+        peers = peer_values(completed, step)
         if not peers:
             return False
         middle = median(peers)
         return value < middle if study.direction == optuna.study.StudyDirection.MAXIMIZE else value > middle
+
+
+def peer_values(trials, step: int) -> list[float]:
+    """The values at ``step`` of the trials whose reports cover it (read between reports where needed)."""
+    return [v for t in trials if (v := value_at(t.intermediate_values, step)) is not None]
 
 
 def value_at(reports: dict[int, float], step: int) -> float | None:
